@@ -1,0 +1,59 @@
+"""Datasets that yield several augmented views of each image, and endless shuffled loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from aa_core.errors import AAError
+
+
+class Views(Dataset):
+    """Wrap a dataset of PIL images (or ``(image, label)`` pairs) into augmented views.
+
+    Items are ``view`` for one view of an unlabelled image, else ``(view_1, ..., view_n[, label])``.
+    """
+
+    def __init__(self, base: Dataset, transforms: Sequence, labels: Sequence[int] | None = None):
+        self.base = base
+        self.transforms = list(transforms)
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        item = self.base[index]
+        image = item[0] if isinstance(item, tuple) else item
+        views = tuple(t(image) for t in self.transforms)
+        if self.labels is not None:
+            return (*views, int(self.labels[index]))
+        return views[0] if len(views) == 1 else views
+
+
+class EndlessLoader:
+    """Shuffled batches for ever, placed by the accelerator. ``loader(dataset, batch_size)``."""
+
+    def __init__(self, accelerator, seed: int, num_workers: int = 0):
+        self.accelerator = accelerator
+        self.seed = seed
+        self.num_workers = num_workers
+
+    def __call__(self, dataset: Dataset, batch_size: int) -> Iterator:
+        if len(dataset) == 0:
+            raise AAError("a training set is empty; check the source and target folders")
+        generator = torch.Generator().manual_seed(self.seed)
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=True,
+            drop_last=len(dataset) >= batch_size,
+            num_workers=self.num_workers,
+            generator=generator,
+            persistent_workers=self.num_workers > 0,
+        )
+        loader = self.accelerator.prepare_data_loader(loader)
+        while True:
+            yield from loader

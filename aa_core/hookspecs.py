@@ -1,0 +1,38 @@
+"""The hooks a plugin may implement: the whole cross-cutting contract, in one place.
+
+Named implementations (a prompter, a generator, a UDA or SSL algorithm) are not hooks: they are
+registered as entry points, one group per kind (see ``aa_core.contracts``). Hooks are for things
+many plugins join at once. A plugin module implements any of them with ``@hookimpl`` and is
+registered under the ``aa.plugins`` entry-point group. Keep that module light: ``aa --help`` and
+``aa plugins`` import it.
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("aa")
+hookimpl = pluggy.HookimplMarker("aa")
+
+
+@hookspec
+def aa_register_commands(app):
+    """Add commands to the ``aa`` command line; ``app`` is its ``typer.Typer``."""
+
+
+@hookspec
+def aa_run_start(run_dir, config):
+    """A run is starting in ``run_dir`` (a ``pathlib.Path``) with the resolved ``config`` (a dict)."""
+
+
+@hookspec
+def aa_stage_start(stage, run_dir):
+    """Stage ``stage`` ("prompts", "generate", "adapt", "refine" or "evaluate") is about to run."""
+
+
+@hookspec
+def aa_stage_end(stage, run_dir, seconds, reused):
+    """Stage ``stage`` finished after ``seconds``; ``reused`` is True when its earlier result was kept."""
+
+
+@hookspec
+def aa_run_end(run_dir, metrics):
+    """A run finished; ``metrics`` is the dict written to ``metrics.json``."""

@@ -1,0 +1,52 @@
+"""The classifier every stage trains: backbone -> bottleneck -> head (as in tllib's ImageClassifier).
+
+.. math::
+    f = \\mathrm{ReLU}(\\mathrm{BN}(W_b\\, g(x))), \\qquad \\mathrm{logits} = W_h f
+
+``g`` is any timm model with its classifier removed (pooled features of width ``d``), ``W_b`` maps
+``d`` to ``bottleneck_dim`` and ``W_h`` to the number of classes. Adaptation losses act on ``f``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from aa_core.config import ModelConfig
+from aa_core.errors import AAError
+
+
+class ImageClassifier(nn.Module):
+    def __init__(self, backbone: nn.Module, num_classes: int, bottleneck_dim: int = 256):
+        super().__init__()
+        self.backbone = backbone
+        self.bottleneck = nn.Sequential(
+            nn.Linear(backbone.num_features, bottleneck_dim), nn.BatchNorm1d(bottleneck_dim), nn.ReLU()
+        )
+        self.head = nn.Linear(bottleneck_dim, num_classes)
+        self.num_classes = num_classes
+        self.features_dim = bottleneck_dim
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The bottleneck features ``f``."""
+        return self.bottleneck(self.backbone(x))
+
+    def forward(self, x: torch.Tensor, with_features: bool = False):
+        """Logits, or ``(logits, f)`` with ``with_features`` (one pass through any DDP wrapper)."""
+        f = self.features(x)
+        return (self.head(f), f) if with_features else self.head(f)
+
+
+def build_classifier(model: ModelConfig, num_classes: int, channels: int) -> ImageClassifier:
+    """A fresh classifier; ``model.backbone`` is a timm name, pretrained weights load through timm."""
+    import timm
+
+    import aa_core.models.small_cnn  # noqa: F401  (registers aa_small_cnn with timm)
+
+    try:
+        backbone = timm.create_model(model.backbone, pretrained=model.pretrained, num_classes=0, in_chans=channels)
+    except RuntimeError as exc:
+        if "Unknown model" in str(exc):
+            raise AAError(f"unknown backbone '{model.backbone}'; use a timm model name (timm.list_models())") from None
+        raise
+    return ImageClassifier(backbone, num_classes, model.bottleneck_dim)

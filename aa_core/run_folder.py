@@ -1,0 +1,62 @@
+"""A run folder: every file a run writes, and which stages are complete for which inputs.
+
+``stages.json`` maps each completed stage to the fingerprint of its inputs (its config slice,
+the implementation and version it used, and its upstream stage's fingerprint). A stage whose
+fingerprint is unchanged is reused; one that was interrupted has no entry and runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def fingerprint(inputs: Any) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class RunFolder:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.config = self.root / "config.yaml"
+        self.prompts = self.root / "prompts.jsonl"
+        self.source = self.root / "source"
+        self.split = self.root / "split.csv"
+        self.predictions = self.root / "predictions.csv"
+        self.metrics = self.root / "metrics.json"
+        self.log = self.root / "train_log.jsonl"
+        self._state = self.root / "stages.json"
+
+    def weights(self, name: str) -> Path:
+        return self.root / f"{name}.safetensors"
+
+    def create(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def state(self) -> dict[str, dict]:
+        return json.loads(self._state.read_text()) if self._state.exists() else {}
+
+    def is_current(self, stage: str, fp: str) -> bool:
+        return self.state().get(stage, {}).get("fingerprint") == fp
+
+    def forget(self, stage: str) -> None:
+        state = self.state()
+        if state.pop(stage, None) is not None:
+            write_atomic(self._state, json.dumps(state, indent=2))
+
+    def complete(self, stage: str, fp: str, seconds: float) -> None:
+        state = self.state()
+        state[stage] = {"fingerprint": fp, "seconds": round(seconds, 3)}
+        write_atomic(self._state, json.dumps(state, indent=2))
+
+    def seconds(self) -> dict[str, float]:
+        return {stage: entry["seconds"] for stage, entry in self.state().items()}

@@ -1,0 +1,1 @@
+"""One module per stage: prompts -> generate -> adapt -> refine -> evaluate."""

@@ -1,0 +1,106 @@
+"""Stage 2, inter-domain transfer: labelled source + unlabelled target -> ``adapt.safetensors``.
+
+First the classifier is trained on the source alone (``source_only.safetensors``, the baseline
+and the starting point); then the UDA algorithm continues from it. ``--uda none`` stops after the
+first part. The source-only model is kept and reused while only the UDA algorithm changes.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from aa_core.contracts import TrainingContext, UDAData
+from aa_core.data.image_folder import LabelledImageFolder
+from aa_core.data.input_format import InputFormat
+from aa_core.data.prepared import Prepared
+from aa_core.data.target import open_target
+from aa_core.data.views import EndlessLoader, Views
+from aa_core.errors import AAError
+from aa_core.models.classifier import build_classifier
+from aa_core.run_folder import fingerprint
+from aa_core.source_only import SourceOnly
+from aa_core.stages.context import NONE, StageContext
+from aa_core.training.loop import run_steps
+from aa_core.training.weights import load_weights, save_weights
+
+
+def source_inputs(ctx: StageContext) -> dict:
+    c = ctx.config
+    train = c.train.model_dump(include={"batch_size", "source_steps", "mixed_precision"})
+    return {"seed": c.seed, "data": c.data.model_dump(exclude={"num_workers"}), "model": c.model.model_dump(), "train": train}
+
+
+def inputs(ctx: StageContext) -> dict:
+    uda = ctx.config.uda
+    impl = ctx.version("uda") if uda.name != NONE else {"name": NONE}
+    return {"source_only": source_inputs(ctx), "steps": ctx.config.train.steps, "uda": uda.model_dump(), "impl": impl}
+
+
+def training_context(ctx: StageContext, steps: int) -> TrainingContext:
+    return TrainingContext(
+        accelerator=ctx.accelerator,
+        num_classes=len(ctx.categories),
+        total_steps=steps,
+        batch_size=ctx.config.train.batch_size,
+        pretrained_backbone=ctx.config.model.pretrained,
+        seed=ctx.config.seed,
+    )
+
+
+def new_classifier(ctx: StageContext) -> torch.nn.Module:
+    return build_classifier(ctx.config.model, len(ctx.categories), ctx.config.data.channels)
+
+
+def uda_algorithm(ctx: StageContext, classifier: torch.nn.Module, steps: int):
+    cls, options = ctx.implementation("uda")
+    return cls(options, classifier, training_context(ctx, steps))
+
+
+def adapted_predictor(ctx: StageContext) -> torch.nn.Module:
+    """Rebuild the adapted network (its architecture is the UDA algorithm's) and load its weights."""
+    predictor = new_classifier(ctx)
+    if ctx.config.uda.name != NONE:
+        predictor = uda_algorithm(ctx, predictor, 1).predictor()
+    return load_weights(ctx.accelerator.unwrap_model(predictor), ctx.folder.weights("adapt"))
+
+
+def source_folder(ctx: StageContext) -> LabelledImageFolder:
+    root = ctx.config.data.source or ctx.folder.source
+    try:
+        folder = LabelledImageFolder(root, ctx.categories)
+    except FileNotFoundError:
+        raise AAError(f"source folder {root} does not exist; pass --source PATH or run `aa generate`") from None
+    if len(folder) == 0:
+        raise AAError(f"source folder {root} holds no images of the categories")
+    return folder
+
+
+def run(ctx: StageContext) -> None:
+    config, folder, accelerator = ctx.config, ctx.folder, ctx.accelerator
+    fmt = InputFormat(config.data)
+    source = source_folder(ctx)
+    target = open_target(config.data.target, ctx.categories)
+    view = fmt.view(config.data.adapt_view)
+    data = UDAData(
+        source=Views(Prepared(source, fmt.prepare()), [view], labels=source.targets),
+        target=Views(Prepared(target.images(), fmt.prepare()), [view]),
+        loader=EndlessLoader(accelerator, config.seed, config.data.num_workers),
+    )
+
+    classifier = new_classifier(ctx)
+    source_fp = fingerprint(source_inputs(ctx))
+    if folder.is_current("source_only", source_fp) and folder.weights("source_only").exists():
+        load_weights(classifier, folder.weights("source_only"))
+    else:
+        baseline = SourceOnly(SourceOnly.Options(), classifier, training_context(ctx, config.train.source_steps))
+        run_steps(baseline.train_step, baseline.batches(data), config.train.source_steps, accelerator, "source only", folder.log)
+        classifier = accelerator.unwrap_model(baseline.classifier)
+        save_weights(classifier, folder.weights("source_only"), accelerator)
+        folder.complete("source_only", source_fp, 0.0)
+
+    if config.uda.name == NONE:
+        save_weights(classifier, folder.weights("adapt"), accelerator)
+        return
+    algorithm = uda_algorithm(ctx, classifier, config.train.steps)
+    run_steps(algorithm.train_step, algorithm.batches(data), config.train.steps, accelerator, config.uda.name, folder.log)
+    save_weights(algorithm.predictor(), folder.weights("adapt"), accelerator)

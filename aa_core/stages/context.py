@@ -1,0 +1,46 @@
+"""What every stage is given: the validated config, the run folder, and chosen implementations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from aa_core.config import Config, implementation_options
+from aa_core.plugins import plugin_manager
+from aa_core.run_folder import RunFolder
+
+NONE = "none"  # --uda none trains on the source only; --ssl none skips the refine stage
+
+SECTIONS = {"prompter": "prompts", "generator": "generator", "uda": "uda", "ssl": "ssl"}
+
+
+@dataclass
+class StageContext:
+    config: Config
+    folder: RunFolder
+
+    @property
+    def categories(self) -> list[str]:
+        return self.config.task.categories
+
+    def implementation(self, kind: str):
+        """``(class, validated options)`` of the implementation the config names for ``kind``."""
+        section_name = SECTIONS[kind]
+        section = getattr(self.config, section_name)
+        cls = plugin_manager().load(kind, section.name)
+        return cls, implementation_options(section_name, section, cls)
+
+    def version(self, kind: str) -> dict[str, str]:
+        """Which distribution and version provide the named implementation (for fingerprints)."""
+        name = getattr(self.config, SECTIONS[kind]).name
+        info = plugin_manager().distribution_of(kind, name)
+        return {"name": name, "distribution": info.distribution, "version": info.version} if info else {"name": name}
+
+    @cached_property
+    def accelerator(self):
+        from accelerate.utils import set_seed
+
+        from aa_core.training.accelerator import get_accelerator
+
+        set_seed(self.config.seed)
+        return get_accelerator(self.config.train.mixed_precision)

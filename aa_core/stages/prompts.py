@@ -1,0 +1,32 @@
+"""Stage 1a: text prompts naming each category in the target domain -> ``prompts.jsonl``."""
+
+from __future__ import annotations
+
+import json
+
+from aa_core.errors import AAError
+from aa_core.run_folder import write_atomic
+from aa_core.stages.context import StageContext
+
+
+def inputs(ctx: StageContext) -> dict:
+    c = ctx.config
+    return {"seed": c.seed, "task": c.task.model_dump(), "prompts": c.prompts.model_dump(), "impl": ctx.version("prompter")}
+
+
+def run(ctx: StageContext) -> None:
+    cls, options = ctx.implementation("prompter")
+    prompter = cls(options, model=ctx.config.prompts.model)
+    prompts = prompter.prompts(ctx.categories, ctx.config.task.domain, ctx.config.prompts.per_class, ctx.config.seed)
+    labels = {p.label for p in prompts}
+    missing = [c for c in ctx.categories if c not in labels]
+    strays = labels - set(ctx.categories)
+    if missing or strays:
+        problem = f"no prompt for category '{missing[0]}'" if missing else f"a prompt for unknown category '{sorted(strays)[0]}'"
+        raise AAError(f"prompter '{ctx.config.prompts.name}' wrote {problem}; fix the prompter or its options")
+    lines = "".join(json.dumps({"text": p.text, "label": p.label}) + "\n" for p in prompts)
+    write_atomic(ctx.folder.prompts, lines)
+
+
+def read(ctx: StageContext) -> list[dict]:
+    return [json.loads(line) for line in ctx.folder.prompts.read_text().splitlines() if line.strip()]

@@ -1,0 +1,1 @@
+"""Training machinery shared by every algorithm: the accelerator, schedules, the step loop."""

@@ -1,0 +1,37 @@
+"""The step loop: draw a batch, call the algorithm's ``train_step``, show progress."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from aa_core.training.progress import progress_bar
+
+
+def run_steps(
+    step_fn: Callable,
+    batches: Iterable,
+    steps: int,
+    accelerator,
+    desc: str,
+    log_file: Path | None = None,
+    log_every: int = 50,
+) -> dict[str, float]:
+    """Call ``step_fn(batch, step)`` ``steps`` times; log its scalars every ``log_every`` steps."""
+    logs: dict[str, float] = {}
+    bar = progress_bar(total=steps, desc=desc, disable=not accelerator.is_local_main_process)
+    log = open(log_file, "a") if log_file and accelerator.is_main_process else None
+    try:
+        for step, batch in zip(range(steps), batches):
+            logs = step_fn(batch, step)
+            bar.update()
+            if step % log_every == 0 or step == steps - 1:
+                bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()}, refresh=False)
+                if log:
+                    log.write(json.dumps({"stage": desc, "step": step, **logs}) + "\n")
+    finally:
+        bar.close()
+        if log:
+            log.close()
+    return logs

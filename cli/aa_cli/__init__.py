@@ -1,0 +1,1 @@
+"""The ``aa`` command line."""

@@ -1,0 +1,198 @@
+"""``aa``: run the pipeline, run one stage on a run folder, list plugins.
+
+Startup stays light: torch and the stages are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from aa_core.errors import AAError
+
+app = typer.Typer(
+    name="aa",
+    help="Adapt Anything: tailor an image classifier to any domain and categories from text.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+STAGE_NAMES = ("prompts", "generate", "adapt", "refine", "evaluate")
+
+Prompter = Annotated[Optional[str], typer.Option("--prompter", help="Prompt generator (prompts.name).")]
+Generator = Annotated[Optional[str], typer.Option("--generator", help="Image generator (generator.name).")]
+UDA = Annotated[Optional[str], typer.Option("--uda", help="UDA algorithm, or 'none' for source only (uda.name).")]
+SSL = Annotated[Optional[str], typer.Option("--ssl", help="SSL algorithm, or 'none' to skip refining (ssl.name).")]
+Source = Annotated[Optional[str], typer.Option("--source", help="A labelled image folder instead of a synthetic source.")]
+Target = Annotated[Optional[str], typer.Option("--target", help="Target image folder or built-in data set.")]
+Seed = Annotated[Optional[int], typer.Option("--seed", help="Random seed.")]
+Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Override any key: section.key=value (repeatable).")]
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="A YAML file of config sections.")]
+
+
+@contextmanager
+def user_errors():
+    """Print a user's error as one line and exit non-zero, never with a traceback."""
+    try:
+        yield
+    except AAError as exc:
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.secho("interrupted: rerun the same command to resume from the last completed stage", err=True)
+        raise typer.Exit(130) from None
+
+
+class StageReporter:
+    """Prints one line per stage, through the stage hooks like any plugin would."""
+
+    def __init__(self):
+        from aa_core.hookspecs import hookimpl
+
+        self.aa_stage_start = hookimpl(self._start)
+        self.aa_stage_end = hookimpl(self._end)
+
+    @staticmethod
+    def _start(stage, run_dir):
+        typer.echo(f"[{stage}] running", err=True)
+
+    @staticmethod
+    def _end(stage, run_dir, seconds, reused):
+        typer.echo(f"[{stage}] {'reused' if reused else f'done in {seconds:.1f} s'}", err=True)
+
+
+def execute(config, out: Path, only: list[str] | None = None) -> dict:
+    from aa_core.pipeline import run
+    from aa_core.plugins import plugin_manager
+
+    pm = plugin_manager().pm
+    reporter = StageReporter()
+    pm.register(reporter)
+    try:
+        return run(config, out, only=only)
+    finally:
+        pm.unregister(reporter)
+
+
+def print_metrics(metrics: dict, out: Path) -> None:
+    accuracy = metrics.get("target_accuracy", {})
+    seconds = metrics.get("seconds", {})
+    if accuracy:
+        typer.echo("\ntarget accuracy")
+        for name in ("source_only", "adapt", "refine"):
+            if name in accuracy:
+                typer.echo(f"  {name:<12} {accuracy[name]:.4f}")
+    else:
+        typer.echo("\nthe target has no labels: see predictions.csv")
+    if seconds:
+        typer.echo("seconds  " + "  ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
+    typer.echo(f"run folder: {out}")
+
+
+def flags(prompter, generator, uda, ssl, source, target, seed) -> dict:
+    return {"prompter": prompter, "generator": generator, "uda": uda, "ssl": ssl, "source": source, "target": target, "seed": seed}
+
+
+@app.command()
+def run(
+    config: ConfigFile = None,
+    prompter: Prompter = None,
+    generator: Generator = None,
+    uda: UDA = None,
+    ssl: SSL = None,
+    source: Source = None,
+    target: Target = None,
+    seed: Seed = None,
+    out: Annotated[Path, typer.Option("--out", help="Run folder; rerunning reuses completed stages.")] = Path("runs/default"),
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any key: section.key=value (repeatable).")] = None,
+):
+    """Run every stage: prompts -> generate -> adapt -> refine -> evaluate (default: the digits task)."""
+    from aa_core.config import load_config
+
+    with user_errors():
+        cfg = load_config(config, flags(prompter, generator, uda, ssl, source, target, seed), set_)
+        metrics = execute(cfg, out)
+    print_metrics(metrics, out)
+
+
+def stage_command(stage: str):
+    def command(
+        run_dir: Annotated[Path, typer.Argument(help="A run folder made by `aa run`.")],
+        prompter: Prompter = None,
+        generator: Generator = None,
+        uda: UDA = None,
+        ssl: SSL = None,
+        source: Source = None,
+        target: Target = None,
+        seed: Seed = None,
+        set_: Sets = None,
+    ):
+        from aa_core.config import load_config
+        from aa_core.pipeline import read_config
+        from aa_core.run_folder import RunFolder
+
+        with user_errors():
+            base = read_config(RunFolder(run_dir))
+            cfg = load_config(None, flags(prompter, generator, uda, ssl, source, target, seed), set_, base=base)
+            metrics = execute(cfg, run_dir, only=[stage])
+        if stage == "evaluate":
+            print_metrics(metrics, run_dir)
+
+    command.__doc__ = f"Run the {stage} stage on a run folder (the stages before it must be complete)."
+    return command
+
+
+for _stage in STAGE_NAMES:
+    app.command(name=_stage)(stage_command(_stage))
+
+
+@app.command()
+def plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False):
+    """List installed plugins: distribution, version, status, and the names each registers."""
+    from aa_core.plugins import KINDS, plugin_manager
+
+    with user_errors():
+        manager = plugin_manager()
+    rows = sorted(manager.plugins.values(), key=lambda p: (not p.builtin, p.distribution.lower()))
+    problems = manager.collisions()
+    if as_json:
+        typer.echo(json.dumps({"plugins": [p.as_dict() for p in rows], "errors": problems}, indent=2))
+        return
+    for p in rows:
+        status = p.status + (f": {p.reason}" if p.reason else "")
+        typer.echo(f"{p.distribution} {p.version}  [{status}]{'' if p.builtin else '  (third-party)'}")
+        for kind in KINDS:
+            if p.names.get(kind):
+                typer.echo(f"  {kind:<10} {', '.join(p.names[kind])}")
+        if p.hooks:
+            typer.echo(f"  {'hooks':<10} {', '.join(p.hooks)}")
+    for problem in problems:
+        typer.secho(f"error: {problem}", err=True, fg="red")
+
+
+def main() -> None:
+    logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from aa_core.plugins import plugin_manager
+
+    try:
+        plugin_manager().hook.aa_register_commands(app=app)
+    except AAError as exc:
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # a plugin's hook failed in strict mode
+        typer.secho(f"error: plugins failed to load: {type(exc).__name__}: {exc}", err=True, fg="red")
+        sys.exit(1)
+    app()
+
+
+if __name__ == "__main__":
+    main()

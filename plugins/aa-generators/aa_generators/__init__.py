@@ -1,0 +1,1 @@
+"""Image generators for Adapt Anything."""

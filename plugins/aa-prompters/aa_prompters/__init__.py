@@ -1,0 +1,1 @@
+"""Prompt generators for Adapt Anything."""

@@ -1,0 +1,1 @@
+"""Semi-supervised learning algorithms for Adapt Anything."""

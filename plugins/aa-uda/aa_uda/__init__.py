@@ -1,0 +1,1 @@
+"""Unsupervised domain adaptation algorithms for Adapt Anything."""

@@ -1,0 +1,5 @@
+from aa_uda.dann import DANN
+
+
+class OtherDANN(DANN):
+    """Another DANN under the same name."""

@@ -1,0 +1,1 @@
+"""A third-party plugin used by the tests (a committed fake distribution)."""

@@ -1,0 +1,80 @@
+"""Configuration: defaults, YAML, flags, --set, and one-line errors naming the field."""
+
+import pytest
+
+from aa_core.config import load_config, parse_set
+from aa_core.errors import ConfigError
+from conftest import aa
+
+
+def test_defaults_are_the_builtin_digits_task():
+    config = load_config()
+    assert config.task.categories == [str(d) for d in range(10)]
+    assert config.data.target == "sklearn-digits"
+    assert (config.prompts.name, config.generator.name, config.uda.name, config.ssl.name) == (
+        "template",
+        "glyph",
+        "dann",
+        "fixmatch",
+    )
+
+
+def test_precedence_is_defaults_then_file_then_flags_then_set(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("seed: 5\ntrain: {steps: 7, batch_size: 4}\nuda: {name: dann, trade_off: 0.5}\n")
+    config = load_config(path, flags={"seed": 6, "uda": None}, sets=["train.steps=9", "task.categories=[cat, dog]"])
+    assert config.seed == 6
+    assert config.train.steps == 9
+    assert config.train.batch_size == 4
+    assert config.uda.options() == {"trade_off": 0.5}
+    assert config.task.categories == ["cat", "dog"]
+
+
+def test_set_values_are_read_as_yaml():
+    assert parse_set("generator.model=null") == ("generator.model", None)
+    assert parse_set("train.steps=10") == ("train.steps", 10)
+    assert parse_set("uda.trade_off=0.3") == ("uda.trade_off", 0.3)
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["train.steps=-1"], "invalid config: train.steps: Input should be greater than or equal to 0 (got -1)"),
+        (["train.stepz=3"], "invalid config: train.stepz: unknown key (got 3)"),
+        (["data.channels=2"], "invalid config: data.channels: Input should be 1 or 3 (got 2)"),
+        (["task.categories=[a, a]"], "invalid config: task.categories: Value error, categories must be distinct (got ['a', 'a'])"),
+        (["steps"], "invalid --set 'steps': write it as section.key=value"),
+    ],
+)
+def test_invalid_values_name_the_field(sets, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(sets=sets)
+    assert str(error.value) == message
+
+
+def test_invalid_config_exits_2_with_one_line_and_no_traceback(tmp_path):
+    proc = aa("run", "--out", tmp_path, "--set", "train.batch_size=zero")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: invalid config: train.batch_size: Input should be a valid integer, unable to parse string as an integer (got 'zero')"
+    )
+
+
+def test_implementation_options_are_validated_by_the_implementation(tmp_path):
+    proc = aa("run", "--out", tmp_path, "--set", "uda.trade_off=lots")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: invalid config: uda.trade_off: Input should be a valid number, unable to parse string as a number (got 'lots')"
+    proc = aa("run", "--out", tmp_path, "--set", "ssl.tau=0.9")
+    assert proc.stderr.strip() == "error: invalid config: ssl.tau: unknown key (got 0.9)"
+
+
+def test_unreadable_config_file_is_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    proc = aa("run", "--config", bad)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: config file {bad} is not valid YAML")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    proc = aa("run", "--config", tmp_path / "missing.yaml")
+    assert proc.returncode == 2
+    assert "cannot read config file" in proc.stderr

@@ -1,0 +1,165 @@
+"""Short real runs of `aa`: the run folder, stage reuse, resuming, real sources, unlabelled targets."""
+
+import csv
+import signal
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import aa, read_json, stage_lines
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, small_target):
+    """One short run of every stage on the built-in task's machinery, with a small target folder."""
+    root = tmp_path_factory.mktemp("run")
+    tiny = root / "tiny.yaml"
+    from conftest import TINY
+
+    tiny.write_text(yaml.safe_dump(TINY))
+    out = root / "run"
+    proc = aa("run", "--config", tiny, "--target", small_target, "--out", out, check=0)
+    return out, tiny, proc
+
+
+def test_run_writes_every_artefact(tiny_run, small_target):
+    out, _, proc = tiny_run
+    assert stage_lines(proc.stderr) == {s: "done" for s in ("prompts", "generate", "adapt", "refine", "evaluate")}
+    assert "target accuracy" in proc.stdout and "refine" in proc.stdout
+
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["seed"] == 0 and config["data"]["target"] == str(small_target)
+    assert config["plugins"]["uda"] == {"name": "dann", "distribution": "aa-uda", "version": "0.1.0"}
+    assert set(config["plugins"]) == {"prompter", "generator", "uda", "ssl"}
+
+    prompts = [line for line in (out / "prompts.jsonl").read_text().splitlines() if line]
+    assert len(prompts) == 30  # 3 per class
+
+    for name in ("source_only", "adapt", "refine"):
+        assert (out / f"{name}.safetensors").stat().st_size > 0
+    with open(out / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 60 and set(rows[0]) == {"image", "predicted", "confidence"}
+    assert all(r["predicted"] in [str(d) for d in range(10)] and 0 <= float(r["confidence"]) <= 1 for r in rows)
+
+    metrics = read_json(out / "metrics.json")
+    accuracy = metrics["target_accuracy"]
+    assert set(accuracy) == {"source_only", "adapt", "refine"}
+    assert all(0 <= v <= 1 for v in accuracy.values())
+    assert set(metrics["seconds"]) == {"prompts", "generate", "adapt", "refine", "evaluate"}
+
+
+def test_synthetic_source_loads_with_datasets_imagefolder(tiny_run):
+    from datasets import load_dataset
+
+    out, _, _ = tiny_run
+    source = load_dataset("imagefolder", data_dir=str(out / "source"), split="train")
+    assert len(source) == 60
+    assert {"image", "label", "prompt", "seed", "generator"} <= set(source.column_names)
+    row = source[0]
+    assert row["generator"] == "glyph" and row["label"] in row["prompt"]
+    assert len(set(source["seed"])) == 60
+
+
+def test_rerun_reuses_everything_and_changing_ssl_reruns_only_refine(tiny_run, small_target):
+    out, tiny, _ = tiny_run
+    again = aa("run", "--config", tiny, "--target", small_target, "--out", out, check=0)
+    assert set(stage_lines(again.stderr).values()) == {"reused"}
+    changed = aa("run", "--config", tiny, "--target", small_target, "--out", out, "--set", "ssl.threshold=0.9", check=0)
+    assert stage_lines(changed.stderr) == {
+        "prompts": "reused",
+        "generate": "reused",
+        "adapt": "reused",
+        "refine": "done",
+        "evaluate": "done",
+    }
+
+
+def test_stage_subcommand_runs_one_stage_on_the_folder(tiny_run):
+    out, _, _ = tiny_run
+    proc = aa("evaluate", out, "--ssl", "none", check=0)
+    assert stage_lines(proc.stderr) == {"evaluate": "done"}
+    assert set(read_json(out / "metrics.json")["target_accuracy"]) == {"source_only", "adapt"}
+    inactive = aa("refine", out)
+    assert inactive.stderr.strip() == "error: stage refine does not run with --ssl none; change the config or pick another stage"
+    missing = aa("refine", out, "--ssl", "fixmatch", "--set", "train.steps=11")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == f"error: stage adapt is missing or out of date in {out}; run `aa adapt {out}` first"
+
+
+def test_interrupted_run_resumes_from_the_last_completed_stage(tmp_path, tiny_config, small_target):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "aa_cli.main", "run", "--config", tiny_config, "--target", small_target, "--out", out]
+    args += ["--set", "train.steps=100000"]  # long enough to be interrupted in adapt
+    proc = subprocess.Popen([str(a) for a in args], stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if line.startswith("[adapt] running"):
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130
+    assert "interrupted: rerun the same command to resume" in rest and "Traceback" not in rest
+    images = sorted((out / "source").rglob("*.png"))
+    assert len(images) == 60
+
+    resumed = aa("run", "--config", tiny_config, "--target", small_target, "--out", out, "--set", "train.steps=5", check=0)
+    lines = stage_lines(resumed.stderr)
+    assert lines["prompts"] == lines["generate"] == "reused"
+    assert lines["adapt"] == "done"
+    assert sorted((out / "source").rglob("*.png")) == images
+
+
+def test_generation_resumes_image_by_image(tmp_path, tiny_config, small_target):
+    out = tmp_path / "run"
+    first = aa("run", "--config", tiny_config, "--target", small_target, "--out", out, "--uda", "none", "--ssl", "none", check=0)
+    assert "refine" not in stage_lines(first.stderr)
+    metrics = read_json(out / "metrics.json")
+    assert metrics["target_accuracy"]["source_only"] == metrics["target_accuracy"]["adapt"]
+    kept = out / "source" / "3" / "000001.png"
+    stamp = kept.stat().st_mtime_ns
+    (out / "source" / "3" / "000002.png").unlink()
+    proc = aa("generate", out, "--set", "generator.batch_size=4", check=0)
+    assert stage_lines(proc.stderr) == {"generate": "done"}
+    assert (out / "source" / "3" / "000002.png").exists()
+    assert kept.stat().st_mtime_ns == stamp  # not rendered again
+
+
+def test_real_labelled_source_skips_synthesis_and_flat_target_is_unlabelled(tiny_run, tmp_path, tiny_config, small_target):
+    synthetic, _, _ = tiny_run
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for image in sorted(small_target.rglob("*.png"))[::3]:
+        (flat / f"{image.parent.name}_{image.name}").write_bytes(image.read_bytes())
+    out = tmp_path / "run"
+    proc = aa("run", "--config", tiny_config, "--source", synthetic / "source", "--target", flat, "--out", out, check=0)
+    assert list(stage_lines(proc.stderr)) == ["adapt", "refine", "evaluate"]
+    assert not (out / "prompts.jsonl").exists()
+    metrics = read_json(out / "metrics.json")
+    assert "target_accuracy" not in metrics and metrics["labelled_target"] is False
+    assert "the target has no labels" in proc.stdout
+
+
+def test_third_party_uda_runs_and_every_lifecycle_hook_fires(tmp_path, tiny_config, small_target):
+    log = tmp_path / "hooks.jsonl"
+    out = tmp_path / "run"
+    aa("run", "--config", tiny_config, "--target", small_target, "--out", out, "--uda", "entropy", "--ssl", "none",
+       fakes=["good"], env={"AA_FAKE_HOOK_LOG": str(log)}, check=0)
+    events = [yaml.safe_load(line) for line in log.read_text().splitlines()]
+    assert events[0] == {"event": "run_start", "run_dir": str(out), "uda": "entropy"}
+    assert [e["stage"] for e in events if e["event"] == "stage_start"] == ["prompts", "generate", "adapt", "evaluate"]
+    assert [e["stage"] for e in events if e["event"] == "stage_end"] == ["prompts", "generate", "adapt", "evaluate"]
+    assert events[-1]["event"] == "run_end" and "target_accuracy" in events[-1]["metrics"]
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["plugins"]["uda"] == {"name": "entropy", "distribution": "aa-fake-good", "version": "1.0"}
+
+
+def test_bad_target_is_one_line(tmp_path, tiny_config):
+    proc = aa("run", "--config", tiny_config, "--target", tmp_path / "nowhere", "--out", tmp_path / "run")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: image folder {tmp_path / 'nowhere'} does not exist")
+    wrong = tmp_path / "wrong"
+    (wrong / "cat").mkdir(parents=True)
+    proc = aa("run", "--config", tiny_config, "--target", wrong, "--out", tmp_path / "run2")
+    assert "has class folder 'cat' that is not a category" in proc.stderr

@@ -1,0 +1,74 @@
+"""The template prompter and the glyph generator, through their real entry points."""
+
+import numpy as np
+import pytest
+
+from aa_core.contracts import GeneratorContext
+from aa_core.errors import AAError
+from aa_core.plugins import plugin_manager
+
+DIGITS = [str(d) for d in range(10)]
+
+
+def glyph(model=None):
+    cls = plugin_manager().load("generator", "glyph")
+    return cls(cls.Options(), GeneratorContext(model, DIGITS, "cpu"))
+
+
+def test_template_prompts_are_deterministic_and_name_category_and_domain():
+    cls = plugin_manager().load("prompter", "template")
+    prompter = cls(cls.Options())
+    prompts = prompter.prompts(["cat", "dog"], "watercolor painting", per_class=4, seed=1)
+    assert prompts == prompter.prompts(["cat", "dog"], "watercolor painting", per_class=4, seed=1)
+    assert prompts != prompter.prompts(["cat", "dog"], "watercolor painting", per_class=4, seed=2)
+    assert [p.label for p in prompts] == ["cat"] * 4 + ["dog"] * 4
+    assert all(p.text.startswith("a ") and p.text.endswith(f"watercolor painting {p.label}") for p in prompts)
+    assert len({p.text for p in prompts}) == 8  # diverse styles
+
+
+def test_glyph_is_deterministic_per_seed_and_varies_across_seeds():
+    generator = glyph()
+    a, b, c = generator.generate(["a bold handwritten digit 7"] * 3, [1, 1, 2])
+    assert a.size == (32, 32) and a.mode == "L"
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_glyph_reads_style_words():
+    generator = glyph()
+    ink = lambda prompt: np.mean([255 - np.asarray(im).mean() for im in generator.generate([prompt] * 8, list(range(8)))])  # noqa: E731
+    assert ink("a heavy digit 8") > 1.3 * ink("a light digit 8")
+    small = generator.generate(["a small digit 1"], [0])[0]
+    rows = np.flatnonzero((np.asarray(small) < 128).any(axis=1))
+    assert rows[-1] - rows[0] < 0.85 * 32
+    from aa_generators.style import read_style
+
+    style = read_style("a bold italic serif wide handwritten digit 3")
+    assert (style.weight, style.italic, style.family) == ("bold", True, "serif")
+    assert style.width[0] > 1 and style.wobble[0] > 0
+
+
+def test_glyph_draws_the_category_named_in_the_prompt():
+    generator = glyph()
+    ones = generator.generate(["an upright regular digit 1"] * 4, range(4))
+    eights = generator.generate(["an upright regular digit 8"] * 4, range(4))
+    ink = lambda ims: np.mean([(np.asarray(im) < 128).mean() for im in ims])  # noqa: E731
+    assert ink(eights) > 1.5 * ink(ones)
+    with pytest.raises(AAError, match="glyph found no category in the prompt 'a digit'"):
+        generator.generate(["a digit"], [0])
+
+
+def test_glyph_without_fonts_is_a_clear_error(tmp_path):
+    with pytest.raises(AAError, match="glyph found no .ttf or .otf fonts in"):
+        glyph(model=str(tmp_path))
+
+
+def test_glyph_never_reproduces_a_target_image():
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    targets = (255 - load_digits().images * 255 / 16).reshape(-1, 64)
+    rendered = glyph().generate([f"a handwritten digit {d}" for d in DIGITS], range(10))
+    small = np.stack([np.asarray(im.resize((8, 8), Image.BILINEAR), dtype=float).ravel() for im in rendered])
+    distances = np.abs(small[:, None, :] - targets[None, :, :]).mean(axis=2)
+    assert distances.min() > 10  # mean absolute difference per pixel, on 0..255

@@ -1,0 +1,112 @@
+"""Plugin discovery through real entry points of committed fake distributions."""
+
+import json
+
+from conftest import aa
+
+
+def listing(*fakes, env=None) -> dict:
+    proc = aa("plugins", "--json", fakes=fakes, env=env, check=0)
+    return {p["distribution"]: p for p in json.loads(proc.stdout)["plugins"]}
+
+
+def test_builtin_plugins_are_discovered_through_entry_points():
+    plugins = listing()
+    assert plugins["aa-prompters"]["names"] == {"prompter": ["template"]}
+    assert plugins["aa-generators"]["names"] == {"generator": ["glyph"]}
+    assert plugins["aa-uda"]["names"] == {"uda": ["dann"]}
+    assert plugins["aa-ssl"]["names"] == {"ssl": ["fixmatch"]}
+    assert all(p["status"] == "loaded" and p["builtin"] for p in plugins.values())
+
+
+def test_third_party_plugin_lists_its_version_names_and_hooks():
+    good = listing("good")["aa-fake-good"]
+    assert good["version"] == "1.0"
+    assert good["status"] == "loaded"
+    assert not good["builtin"]
+    assert good["names"] == {"uda": ["entropy"]}
+    assert set(good["hooks"]) == {"aa_register_commands", "aa_run_start", "aa_stage_start", "aa_stage_end", "aa_run_end"}
+
+
+def test_broken_plugin_shows_as_failed_and_aa_keeps_working():
+    proc = aa("plugins", fakes=["broken", "good"], check=0)
+    assert "aa-fake-broken 0.3  [failed: ModuleNotFoundError: No module named 'a_dependency_that_is_not_installed']" in proc.stdout
+    assert "aa-fake-good 1.0  [loaded]" in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def test_strict_mode_reraises_a_broken_plugin():
+    proc = aa("plugins", fakes=["broken"], env={"AA_STRICT_PLUGINS": "1"})
+    assert proc.returncode != 0
+    assert "a_dependency_that_is_not_installed" in proc.stderr
+
+
+def test_selecting_a_name_of_a_failed_plugin_is_unknown():
+    proc = aa("run", "--ssl", "brokenmatch", fakes=["broken"])
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == "error: unknown ssl 'brokenmatch'. Choose one of: fixmatch"
+
+
+def test_disable_env_var_turns_named_plugins_off():
+    plugins = listing("good", env={"AA_DISABLE_PLUGINS": "aa_fake_good"})
+    assert plugins["aa-fake-good"]["status"] == "disabled"
+    assert plugins["aa-uda"]["status"] == "loaded"
+    proc = aa("run", "--uda", "entropy", fakes=["good"], env={"AA_DISABLE_PLUGINS": "aa-fake-good"})
+    assert proc.returncode == 1
+    assert "unknown uda 'entropy'. Choose one of: dann" in proc.stderr
+
+
+def test_builtin_only_switch_disables_every_third_party_plugin():
+    plugins = listing("good", "broken", env={"AA_BUILTIN_PLUGINS_ONLY": "1"})
+    assert plugins["aa-fake-good"]["status"] == "disabled"
+    assert plugins["aa-fake-broken"]["status"] == "disabled"
+    assert plugins["aa-uda"]["status"] == "loaded"
+
+
+def test_unknown_name_fails_with_one_line_listing_the_choices():
+    proc = aa("run", "--uda", "nosuch", fakes=["good"])
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "error: unknown uda 'nosuch'. Choose one of: dann, entropy"
+
+
+def test_name_collision_is_an_error_naming_both_distributions(tmp_path):
+    proc = aa("run", "--out", tmp_path / "run", fakes=["clash"])
+    assert proc.returncode == 1
+    message = proc.stderr.strip()
+    assert message.startswith("error: uda 'dann' is registered by both ")
+    assert "aa-uda" in message and "aa-fake-clash" in message
+    assert not (tmp_path / "run" / "prompts.jsonl").exists()  # it failed before any work
+    listed = aa("plugins", fakes=["clash"], check=0)
+    assert "uda 'dann' is registered by both" in listed.stderr
+
+
+def test_disabling_one_side_of_a_collision_resolves_it():
+    from aa_core.plugins import PluginManager  # noqa: F401  (importable without torch)
+
+    proc = aa("plugins", "--json", fakes=["clash"], env={"AA_DISABLE_PLUGINS": "aa-fake-clash"}, check=0)
+    assert json.loads(proc.stdout)["errors"] == []
+
+
+def test_plugin_adds_a_command():
+    proc = aa("fake-hello", "--name", "tests", fakes=["good"], check=0)
+    assert proc.stdout.strip() == "hello tests from aa-fake-good"
+
+
+def test_help_and_plugins_do_not_import_heavy_libraries():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from aa_cli.main import main\n"
+        "for argv in (['aa', '--help'], ['aa', 'plugins']):\n"
+        "    sys.argv = argv\n"
+        "    try:\n"
+        "        main()\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = [m for m in ('torch', 'torchvision', 'timm', 'diffusers', 'transformers', 'accelerate') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "HEAVY []"
