@@ -10,6 +10,7 @@ plainly or augmented, and scaled to [-1, 1]. Augmentations come from torchvision
 
 from __future__ import annotations
 
+from PIL import Image
 from torchvision import transforms as T
 
 from aa_core.config import DataConfig
@@ -25,6 +26,19 @@ class ToMode:
         return image.convert(self.mode)
 
 
+class Resize:
+    """Square ``size``: area averaging when shrinking (as scanners bin pixels), bilinear when growing."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, image):
+        if image.size == (self.size, self.size):
+            return image
+        shrinking = image.width * image.height > self.size * self.size
+        return image.resize((self.size, self.size), Image.BOX if shrinking else Image.BILINEAR)
+
+
 class InputFormat:
     def __init__(self, data: DataConfig):
         self.size = data.image_size
@@ -34,7 +48,7 @@ class InputFormat:
 
     def prepare(self) -> T.Compose:
         """Mode and size: the deterministic part, applied once per image (see ``Prepared``)."""
-        return T.Compose([ToMode(self.channels), T.Resize((self.size, self.size), antialias=True)])
+        return T.Compose([ToMode(self.channels), Resize(self.size)])
 
     def _to_tensor(self) -> list:
         return [T.ToTensor(), T.Normalize([0.5] * self.channels, [0.5] * self.channels)]

@@ -1,17 +1,25 @@
-"""Installed fonts, found on disk and described by the style words of their file names."""
+"""Installed fonts: those in the system font folders and those Python packages ship.
+
+Packages of the Python Fonts convention (``font-*`` on PyPI) register their files under the
+``fonts_ttf`` entry-point group; their files are found without importing them. A font's style
+(family, weight, italics, hand-drawn) is read from its file name and its package's summary.
+"""
 
 from __future__ import annotations
 
+import importlib.metadata as md
 from dataclasses import dataclass
 from pathlib import Path
 
 FONT_DIRS = ["/usr/share/fonts", "/usr/local/share/fonts", "~/.fonts", "~/.local/share/fonts", "/Library/Fonts", "C:/Windows/Fonts"]
 SUFFIXES = {".ttf", ".otf"}
+HAND_WORDS = ("hand", "script", "brush", "marker")
 
 
 @dataclass(frozen=True)
 class Font:
     path: Path
+    about: str = ""  # the shipping package's summary, if any
 
     @property
     def _name(self) -> str:
@@ -40,17 +48,32 @@ class Font:
         return "italic" in self._name or "oblique" in self._name
 
     @property
-    def condensed(self) -> bool:
-        return "condensed" in self._name or "narrow" in self._name
+    def handwritten(self) -> bool:
+        text = f"{self._name} {self.about.lower()}"
+        return any(word in text for word in HAND_WORDS)
+
+
+def packaged_fonts() -> list[Font]:
+    """Font files of installed distributions that register ``fonts_ttf`` entry points."""
+    found = []
+    for dist in md.distributions():
+        if any(ep.group == "fonts_ttf" for ep in dist.entry_points):
+            about = dist.metadata.get("Summary") or ""
+            for file in dist.files or []:
+                if file.suffix.lower() in SUFFIXES:
+                    found.append(Font(Path(dist.locate_file(file)), about))
+    return found
 
 
 def find_fonts(where: str | None = None) -> list[Font]:
-    """Fonts in ``where`` (a font file or folder), else in the usual system font folders."""
+    """Fonts in ``where`` (a font file or folder), else the system's and the packaged ones."""
     roots = [Path(where).expanduser()] if where else [Path(d).expanduser() for d in FONT_DIRS]
     found = []
     for root in roots:
         if root.is_file():
-            found.append(root)
+            found.append(Font(root))
         elif root.is_dir():
-            found += [p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES]
-    return [Font(p) for p in sorted(set(found))]
+            found += [Font(p) for p in sorted(root.rglob("*")) if p.suffix.lower() in SUFFIXES]
+    if where is None:
+        found += packaged_fonts()
+    return sorted(set(found), key=lambda f: str(f.path))

@@ -66,9 +66,10 @@ class GlyphGenerator(ImageGenerator):
         return ImageOps.invert(ink)
 
     def choose_font(self, style: GlyphStyle, rng: random.Random) -> Font:
-        """A font matching the style; constraints are relaxed (weight, italics, family) until one fits."""
-        wanted = {"family": style.family, "weight": style.weight, "italic": style.italic}
-        for relax in ((), ("weight",), ("weight", "italic"), ("weight", "italic", "family")):
+        """A font matching the style; constraints are relaxed (weight, italics, family, hand) until one fits."""
+        wanted = {"handwritten": style.handwritten, "family": style.family, "weight": style.weight, "italic": style.italic}
+        relaxing = ("weight", "italic", "family", "handwritten")
+        for relax in (relaxing[:n] for n in range(len(relaxing) + 1)):
             fits = [f for f in self.fonts if all(v is None or k in relax or getattr(f, k) == v for k, v in wanted.items())]
             if fits:
                 return rng.choice(fits)

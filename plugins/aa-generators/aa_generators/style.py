@@ -15,6 +15,7 @@ class GlyphStyle:
     family: str | None = None  # serif | sans-serif | monospace; None: any
     weight: str | None = None  # light | regular | bold; None: any
     italic: bool | None = None  # an italic/oblique face; None: any
+    handwritten: bool | None = None  # a hand-drawn face; None: any
     shear: tuple[float, float] = (0.0, 0.3)  # |horizontal shear|, sign drawn at random
     width: tuple[float, float] = (0.85, 1.25)  # horizontal stretch
     stroke: tuple[int, int] = (0, 2)  # extra stroke width, in 1/64 of the glyph height
@@ -47,8 +48,9 @@ WORDS: dict[str, dict] = {
     "tilted": {"rotation": 15.0},
     "rotated": {"rotation": 25.0},
     "handwritten": {"wobble": (6.0, 14.0)},
+    "hand-drawn": {"handwritten": True},
     "scribbled": {"wobble": (10.0, 18.0)},
-    "sketched": {"wobble": (4.0, 10.0)},
+    "printed": {"handwritten": False},
 }
 
 
