@@ -78,3 +78,18 @@ def test_unreadable_config_file_is_one_line(tmp_path):
     proc = aa("run", "--config", tmp_path / "missing.yaml")
     assert proc.returncode == 2
     assert "cannot read config file" in proc.stderr
+
+
+def test_task_options_apply_only_to_the_default_implementation():
+    assert load_config().uda.options() == {"trade_off": 0.1}  # the digits task's DANN setting
+    assert load_config(flags={"uda": "dann"}).uda.options() == {"trade_off": 0.1}
+    assert load_config(sets=["uda.trade_off=1"]).uda.options() == {"trade_off": 1}
+    assert load_config(flags={"uda": "entropy"}).uda.options() == {}
+
+
+def test_choosing_another_implementation_drops_the_previous_ones_options():
+    base = load_config(sets=["generator.size=16", "generator.images_per_class=7"]).model_dump(mode="json")
+    config = load_config(flags={"generator": "other", "uda": "entropy"}, base=base)
+    assert config.generator.name == "other" and config.generator.options() == {}
+    assert config.generator.images_per_class == 7  # a core key, kept
+    assert config.uda.options() == {}

@@ -7,6 +7,8 @@ first part. The source-only model is kept and reused while only the UDA algorith
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from aa_core.contracts import TrainingContext, UDAData
@@ -27,13 +29,25 @@ from aa_core.training.weights import load_weights, save_weights
 def source_inputs(ctx: StageContext) -> dict:
     c = ctx.config
     train = c.train.model_dump(include={"batch_size", "source_steps", "mixed_precision"})
-    return {"seed": c.seed, "data": c.data.model_dump(exclude={"num_workers"}), "model": c.model.model_dump(), "train": train}
+    data = c.data.model_dump(exclude={"num_workers"})
+    return {"seed": c.seed, "data": data, "model": c.model.model_dump(), "train": train}
+
+
+def folder_digest(root: Path) -> str:
+    """Identity of a folder's files (names, sizes, times): a regenerated source is a new source."""
+    if not root.is_dir():
+        return ""
+    return fingerprint(sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()))
 
 
 def inputs(ctx: StageContext) -> dict:
     uda = ctx.config.uda
     impl = ctx.version("uda") if uda.name != NONE else {"name": NONE}
-    return {"source_only": source_inputs(ctx), "steps": ctx.config.train.steps, "uda": uda.model_dump(), "impl": impl}
+    data = ctx.config.data
+    folders = {"target": folder_digest(open_target(data.target, ctx.categories).root)}
+    if data.source is not None:  # a synthetic source is covered by the generate stage's fingerprint
+        folders["source"] = folder_digest(Path(data.source))
+    return {"source_only": source_inputs(ctx), "folders": folders, "steps": ctx.config.train.steps, "uda": uda.model_dump(), "impl": impl}
 
 
 def training_context(ctx: StageContext, steps: int) -> TrainingContext:
@@ -88,7 +102,7 @@ def run(ctx: StageContext) -> None:
     )
 
     classifier = new_classifier(ctx)
-    source_fp = fingerprint(source_inputs(ctx))
+    source_fp = fingerprint({"inputs": source_inputs(ctx), "source": folder_digest(Path(source.root))})
     if folder.is_current("source_only", source_fp) and folder.weights("source_only").exists():
         load_weights(classifier, folder.weights("source_only"))
     else:
