@@ -18,6 +18,14 @@ def fingerprint(inputs: Any) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def folder_digest(root: Path) -> str:
+    """Identity of a folder's files (names, sizes, times): a regenerated source is a new source."""
+    if not root.is_dir():
+        return ""
+    files = (p for p in root.rglob("*") if p.is_file())
+    return fingerprint(sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+
+
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)

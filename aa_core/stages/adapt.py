@@ -19,7 +19,7 @@ from aa_core.data.target import open_target
 from aa_core.data.views import EndlessLoader, Views
 from aa_core.errors import AAError
 from aa_core.models.classifier import build_classifier
-from aa_core.run_folder import fingerprint
+from aa_core.run_folder import fingerprint, folder_digest
 from aa_core.source_only import SourceOnly
 from aa_core.stages.context import NONE, StageContext
 from aa_core.training.loop import run_steps
@@ -33,13 +33,6 @@ def source_inputs(ctx: StageContext) -> dict:
     return {"seed": c.seed, "data": data, "model": c.model.model_dump(), "train": train}
 
 
-def folder_digest(root: Path) -> str:
-    """Identity of a folder's files (names, sizes, times): a regenerated source is a new source."""
-    if not root.is_dir():
-        return ""
-    return fingerprint(sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()))
-
-
 def inputs(ctx: StageContext) -> dict:
     uda = ctx.config.uda
     impl = ctx.version("uda") if uda.name != NONE else {"name": NONE}
@@ -47,7 +40,13 @@ def inputs(ctx: StageContext) -> dict:
     folders = {"target": folder_digest(open_target(data.target, ctx.categories).root)}
     if data.source is not None:  # a synthetic source is covered by the generate stage's fingerprint
         folders["source"] = folder_digest(Path(data.source))
-    return {"source_only": source_inputs(ctx), "folders": folders, "steps": ctx.config.train.steps, "uda": uda.model_dump(), "impl": impl}
+    return {
+        "source_only": source_inputs(ctx),
+        "folders": folders,
+        "steps": ctx.config.train.steps,
+        "uda": uda.model_dump(),
+        "impl": impl,
+    }
 
 
 def training_context(ctx: StageContext, steps: int) -> TrainingContext:
