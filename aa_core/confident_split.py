@@ -22,7 +22,7 @@ class Split:
 
 
 class ConfidentSplit:
-    def __init__(self, fraction: float = 0.5):
+    def __init__(self, fraction: float):
         if not 0 < fraction <= 1:
             raise ValueError("fraction must be in (0, 1]")
         self.fraction = fraction
