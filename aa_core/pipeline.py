@@ -84,15 +84,13 @@ def run(config: Config, root: str | Path, only: list[str] | None = None) -> dict
         why = "with a real --source" if inactive[0] in ("prompts", "generate") else "with --ssl none"
         raise AAError(f"stage {inactive[0]} does not run {why}; change the config or pick another stage")
     wanted = [s for s in fps if only is None or s in only]
+    check_upstream(folder, fps, wanted)
     write_config(ctx)
     hook.aa_run_start(run_dir=folder.root, config=config.model_dump(mode="json"))
     for stage in wanted:
         if folder.is_current(stage, fps[stage]):
             hook.aa_stage_end(stage=stage, run_dir=folder.root, seconds=0.0, reused=True)
             continue
-        for upstream in list(fps)[: list(fps).index(stage)]:
-            if upstream not in wanted and not folder.is_current(upstream, fps[upstream]):
-                raise AAError(f"stage {upstream} is missing or out of date in {folder.root}; run `aa {upstream} {folder.root}` first")
         for later in list(fps)[list(fps).index(stage) :]:  # this stage and all after it are stale now
             folder.forget(later)
         hook.aa_stage_start(stage=stage, run_dir=folder.root)
@@ -104,6 +102,16 @@ def run(config: Config, root: str | Path, only: list[str] | None = None) -> dict
     metrics = record_seconds(folder, fps)
     hook.aa_run_end(run_dir=folder.root, metrics=metrics)
     return metrics
+
+
+def check_upstream(folder: RunFolder, fps: dict[str, str], wanted: list[str]) -> None:
+    """A stage that will run needs every earlier stage complete for the same inputs, or running too."""
+    for stage in wanted:
+        if folder.is_current(stage, fps[stage]):
+            continue
+        for upstream in list(fps)[: list(fps).index(stage)]:
+            if upstream not in wanted and not folder.is_current(upstream, fps[upstream]):
+                raise AAError(f"stage {upstream} is missing or out of date in {folder.root}; run `aa {upstream} {folder.root}` first")
 
 
 def record_seconds(folder: RunFolder, fps: dict[str, str]) -> dict:

@@ -84,7 +84,9 @@ def test_stage_subcommand_runs_one_stage_on_the_folder(tiny_run):
     assert set(read_json(out / "metrics.json")["target_accuracy"]) == {"source_only", "adapt"}
     inactive = aa("refine", out)
     assert inactive.stderr.strip() == "error: stage refine does not run with --ssl none; change the config or pick another stage"
+    before = (out / "config.yaml").read_text()
     missing = aa("refine", out, "--ssl", "fixmatch", "--set", "train.steps=11")
+    assert (out / "config.yaml").read_text() == before  # a refused command changes nothing
     assert missing.returncode == 1
     assert missing.stderr.strip() == f"error: stage adapt is missing or out of date in {out}; run `aa adapt {out}` first"
 
