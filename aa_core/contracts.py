@@ -43,10 +43,6 @@ class Implementation:
 
     Options: ClassVar[type[BaseModel]] = NoOptions
 
-    @classmethod
-    def summary(cls) -> str:
-        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-
 
 # --- prompt generators -------------------------------------------------------------------------
 

@@ -18,10 +18,10 @@ class GlyphStyle:
     handwritten: bool | None = None  # a hand-drawn face; None: any
     shear: tuple[float, float] = (0.0, 0.3)  # |horizontal shear|, sign drawn at random
     width: tuple[float, float] = (0.85, 1.25)  # horizontal stretch
-    stroke: tuple[int, int] = (0, 2)  # extra stroke width, in 1/64 of the glyph height
+    stroke: tuple[int, int] = (0, 2)  # extra stroke width, in pixels of the 64-pixel drawing font
     size: tuple[float, float] = (0.9, 1.0)  # glyph height over image height
     rotation: float = 8.0  # degrees, either way
-    wobble: tuple[float, float] = (0.0, 0.0)  # elastic distortion, in 1/64 of the glyph height
+    wobble: tuple[float, float] = (0.0, 0.0)  # elastic distortion, in pixels of the 128-pixel drawing
 
 
 WORDS: dict[str, dict] = {
