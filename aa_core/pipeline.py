@@ -18,7 +18,6 @@ import yaml
 import aa_core
 from aa_core.config import Config
 from aa_core.data.image_folder import open_image_folder
-from aa_core.data.target import open_target
 from aa_core.errors import AAError
 from aa_core.plugins import plugin_manager
 from aa_core.run_folder import RunFolder, fingerprint, write_atomic
@@ -75,7 +74,7 @@ def run(config: Config, root: str | Path, only: list[str] | None = None) -> dict
     hook = plugin_manager().hook
     for kind in chosen_kinds(config):  # fail on a bad name, option or folder before any work
         ctx.implementation(kind)
-    open_target(config.data.target, config.task.categories)
+    ctx.target  # noqa: B018  (scans the target folder: a bad one fails here)
     if config.data.source is not None:
         open_image_folder(config.data.source, config.task.categories)
     fps = fingerprints(ctx)

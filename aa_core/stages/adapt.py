@@ -15,7 +15,6 @@ from aa_core.contracts import TrainingContext, UDAData
 from aa_core.data.image_folder import LabelledImageFolder
 from aa_core.data.input_format import InputFormat
 from aa_core.data.prepared import Prepared
-from aa_core.data.target import open_target
 from aa_core.data.views import EndlessLoader, Views
 from aa_core.errors import AAError
 from aa_core.models.classifier import build_classifier
@@ -37,7 +36,7 @@ def inputs(ctx: StageContext) -> dict:
     uda = ctx.config.uda
     impl = ctx.version("uda") if uda.name != NONE else {"name": NONE}
     data = ctx.config.data
-    folders = {"target": folder_digest(open_target(data.target, ctx.categories).root)}
+    folders = {"target": folder_digest(ctx.target.root)}
     if data.source is not None:  # a synthetic source is covered by the generate stage's fingerprint
         folders["source"] = folder_digest(Path(data.source))
     return {
@@ -92,7 +91,7 @@ def run(ctx: StageContext) -> None:
     config, folder, accelerator = ctx.config, ctx.folder, ctx.accelerator
     fmt = InputFormat(config.data)
     source = source_folder(ctx)
-    target = open_target(config.data.target, ctx.categories)
+    target = ctx.target
     view = fmt.view(config.data.adapt_view)
     data = UDAData(
         source=Views(Prepared(source, fmt.prepare()), [view], labels=source.targets),

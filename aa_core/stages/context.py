@@ -37,6 +37,13 @@ class StageContext:
         return {"name": name, "distribution": info.distribution, "version": info.version} if info else {"name": name}
 
     @cached_property
+    def target(self):
+        """The target images (and, kept apart, their labels), scanned once per run."""
+        from aa_core.data.target import open_target
+
+        return open_target(self.config.data.target, self.categories)
+
+    @cached_property
     def accelerator(self):
         from accelerate.utils import set_seed
 

@@ -14,7 +14,6 @@ import torch
 from aa_core.data.input_format import InputFormat
 from aa_core.data.prepared import Prepared
 from aa_core.data.views import Views
-from aa_core.data.target import open_target
 from aa_core.run_folder import write_atomic
 from aa_core.stages.adapt import adapted_predictor, new_classifier
 from aa_core.stages.context import NONE, StageContext
@@ -37,7 +36,7 @@ def models(ctx: StageContext) -> dict[str, torch.nn.Module]:
 
 def run(ctx: StageContext) -> None:
     accelerator = ctx.accelerator
-    target = open_target(ctx.config.data.target, ctx.categories)
+    target = ctx.target
     fmt = InputFormat(ctx.config.data)
     images = Views(Prepared(target.images(), fmt.prepare()), [fmt.plain()])
     accuracy = {}

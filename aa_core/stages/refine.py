@@ -16,7 +16,6 @@ from aa_core.confident_split import ConfidentSplit
 from aa_core.contracts import SSLBatch
 from aa_core.data.input_format import InputFormat
 from aa_core.data.prepared import Prepared
-from aa_core.data.target import open_target
 from aa_core.data.views import EndlessLoader, Views
 from aa_core.errors import AAError
 from aa_core.stages.adapt import adapted_predictor, training_context
@@ -51,7 +50,7 @@ def ssl_batches(labelled, unlabelled):
 def run(ctx: StageContext) -> None:
     config, folder, accelerator = ctx.config, ctx.folder, ctx.accelerator
     fmt = InputFormat(config.data)
-    target = open_target(config.data.target, ctx.categories)
+    target = ctx.target
     predictor = accelerator.prepare_model(adapted_predictor(ctx), evaluation_mode=True)
     images = Prepared(target.images(), fmt.prepare())
     probabilities = predict_probabilities(predictor, Views(images, [fmt.plain()]), accelerator)
