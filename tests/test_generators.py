@@ -72,3 +72,18 @@ def test_glyph_never_reproduces_a_target_image():
     small = np.stack([np.asarray(im.resize((8, 8), Image.BILINEAR), dtype=float).ravel() for im in rendered])
     distances = np.abs(small[:, None, :] - targets[None, :, :]).mean(axis=2)
     assert distances.min() > 10  # mean absolute difference per pixel, on 0..255
+
+
+def test_glyph_draws_stroke_fonts_upright_with_the_pen_the_style_asks():
+    from aa_generators.stroke_fonts import StrokeFont
+
+    generator = glyph()
+    faces = {f.name for f in generator.fonts if isinstance(f, StrokeFont)}
+    assert {"futural", "timesr", "scripts"} <= faces  # Hershey-Fonts is a dependency of aa-generators
+    seven = np.asarray(StrokeFont("futural").draw("7", 0, 128)) > 0
+    rows = np.flatnonzero(seven.any(axis=1))
+    top, bottom = seven[rows[0] : rows[0] + 8], seven[rows[-1] - 7 : rows[-1] + 1]
+    assert top.sum() > 3 * bottom.sum()  # the bar of a 7 is at the top
+    ink = lambda stroke: (np.asarray(StrokeFont("futural").draw("8", stroke, 128)) > 0).sum()  # noqa: E731
+    assert ink(4) > 1.8 * ink(0)
+    assert StrokeFont("scripts").handwritten and StrokeFont("timesr").family == "serif"

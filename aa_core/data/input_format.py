@@ -2,18 +2,33 @@
 
 Source and target images differ in size and mode (a 512x512 RGB render, an 8x8 grey scan); each
 is converted to ``channels`` and resized to ``image_size`` square once (``prepare``), then viewed
-plainly or augmented, and scaled to [-1, 1]. Augmentations come from torchvision:
+plainly or augmented, and scaled to [-1, 1]. Augmentations come from torchvision and timm:
 
 * weak: horizontal flip (where allowed) and a random translation of up to 12.5%;
 * strong: weak, then RandAugment (2 ops, magnitude 10) and Cutout (a random square erased).
+
+RandAugment and Cutout are timm's: RandAugment with the paper's operations (``RANDAUGMENT_OPS``),
+each applied whenever drawn, as torchvision's, at a quarter of its cost (augmentation is most of
+a FixMatch step on small images).
 """
 
 from __future__ import annotations
 
+import numpy as np
+import torch
 from PIL import Image
+from timm.data.auto_augment import RandAugment, rand_augment_ops
+from timm.data.random_erasing import RandomErasing
 from torchvision import transforms as T
 
 from aa_core.config import DataConfig
+
+
+# RandAugment's operations (Cubuk et al. 2020) but Identity
+RANDAUGMENT_OPS = [
+    "AutoContrast", "Equalize", "Rotate", "Posterize", "Solarize", "Color", "Contrast",
+    "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel",
+]  # fmt: skip
 
 
 class ToMode:
@@ -39,6 +54,19 @@ class Resize:
         return image.resize((self.size, self.size), Image.BOX if shrinking else Image.BILINEAR)
 
 
+class ToScaled:
+    """PIL image -> float tensor (C, H, W) on [-1, 1]; ToTensor + Normalize at a third of the cost."""
+
+    def __call__(self, image) -> torch.Tensor:
+        array = np.asarray(image, dtype=np.float32)
+        tensor = torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy())
+        return tensor.mul_(2 / 255).sub_(1)
+
+
+class Plain(T.Compose):
+    """The deterministic view: tensor and scale only. ``Views`` computes it once per image."""
+
+
 class InputFormat:
     def __init__(self, data: DataConfig):
         self.size = data.image_size
@@ -51,30 +79,26 @@ class InputFormat:
         return T.Compose([ToMode(self.channels), Resize(self.size)])
 
     def _to_tensor(self) -> list:
-        return [T.ToTensor(), T.Normalize([0.5] * self.channels, [0.5] * self.channels)]
+        return [ToScaled()]
 
     def _weak(self) -> list:
         flip = [T.RandomHorizontalFlip()] if self.flip else []
         return flip + [T.RandomAffine(0, translate=(0.125, 0.125), fill=self.fill)]
 
-    def plain(self) -> T.Compose:
-        return T.Compose(self._to_tensor())
+    def plain(self) -> Plain:
+        return Plain(self._to_tensor())
 
     def weak(self) -> T.Compose:
         return T.Compose(self._weak() + self._to_tensor())
 
     def strong(self) -> T.Compose:
-        cutout = T.RandomErasing(p=1.0, scale=(0.05, 0.25), ratio=(1.0, 1.0), value=self.data_fill())
-        return T.Compose(
-            self._weak()
-            + [T.RandAugment(num_ops=2, magnitude=10, fill=self.fill), T.ToTensor(), cutout]
-            + self._to_tensor()[1:]
-        )
+        # Cutout: one grey square, as FixMatch's (grey is 0 on the [-1, 1] scale)
+        cutout = RandomErasing(probability=1.0, min_area=0.05, max_area=0.25, min_aspect=1.0, max_aspect=1.0, mode="const", device="cpu")
+        return T.Compose(self._weak() + [self._rand_augment(), *self._to_tensor(), cutout])
 
-    def data_fill(self) -> float:
-        """The background value on ToTensor's [0, 1] scale."""
-        fill = self.fill if isinstance(self.fill, int) else self.fill[0]
-        return fill / 255
+    def _rand_augment(self) -> RandAugment:
+        ops = rand_augment_ops(magnitude=10, prob=1.0, hparams={"img_mean": self.fill}, transforms=RANDAUGMENT_OPS)
+        return RandAugment(ops, num_layers=2)
 
     def view(self, name: str) -> T.Compose:
         """A named view of a prepared image: "plain", "weak" or "strong"."""

@@ -3,7 +3,8 @@
 It reads the category and the style words of each prompt ("a bold slanted handwritten digit 7")
 and draws the category's text with an installed font that fits the style: family, weight and
 italics choose the face; slant, width, stroke, size and rotation shape the drawing; words such
-as "handwritten" add a smooth elastic wobble. Everything random comes from the image's seed.
+as "handwritten" add a smooth elastic wobble. Fonts are outline fonts (.ttf, .otf: the system's
+and those Python packages ship) and stroke fonts (the Hershey faces, drawn with a round pen). Everything random comes from the image's seed.
 It never looks at the target: the gap between typefaces and handwriting is a real domain gap.
 
 The pipeline, in order: read the prompt -> choose a font -> draw -> wobble -> slant and rotate
@@ -17,16 +18,17 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageOps
 from pydantic import BaseModel, ConfigDict, Field
 
 from aa_core.contracts import GeneratorContext, ImageGenerator
 from aa_core.errors import AAError
-from aa_generators.fonts import Font, find_fonts
+from aa_generators.outline_fonts import OutlineFont, outline_fonts
+from aa_generators.stroke_fonts import StrokeFont, stroke_fonts
 from aa_generators.style import GlyphStyle, read_style
 
 CANVAS = 128  # drawing resolution; the image is fitted down from it
-FONT_SIZE = 64
+Font = OutlineFont | StrokeFont
 
 
 class GlyphOptions(BaseModel):
@@ -41,7 +43,8 @@ class GlyphGenerator(ImageGenerator):
 
     def __init__(self, options: GlyphOptions, context: GeneratorContext):
         super().__init__(options, context)
-        self.fonts = find_fonts(context.model)
+        # a chosen font folder is used alone; by default every installed font joins
+        self.fonts: list[Font] = outline_fonts(context.model) + ([] if context.model else stroke_fonts())
         if not self.fonts:
             where = context.model or "the system font folders"
             raise AAError(f"glyph found no .ttf or .otf fonts in {where}; install fonts or set generator.model to a font folder")
@@ -58,34 +61,24 @@ class GlyphGenerator(ImageGenerator):
             raise AAError(f"glyph found no category in the prompt {prompt!r}; prompts must name the category")
         rng = random.Random(seed)
         style = read_style(prompt)
-        font = self.choose_font(style, rng)
-        ink = draw(found.group(0), font, rng.randint(*style.stroke))
+        font = self.choose_font(style, found.group(0), rng)
+        ink = font.draw(found.group(0), rng.randint(*style.stroke), CANVAS)
         ink = wobble(ink, rng.uniform(*style.wobble), rng)
         ink = slant_and_rotate(ink, rng.uniform(*style.shear) * rng.choice((-1, 1)), rng.uniform(-1, 1) * style.rotation)
         ink = fit(ink, self.options.size, rng.uniform(*style.width), rng.uniform(*style.size))
         return ImageOps.invert(ink)
 
-    def choose_font(self, style: GlyphStyle, rng: random.Random) -> Font:
-        """A font matching the style; constraints are relaxed (weight, italics, family, hand) until one fits."""
+    def choose_font(self, style: GlyphStyle, text: str, rng: random.Random) -> Font:
+        """A font that has the text and matches the style; constraints are relaxed (weight,
+        italics, family, hand) until one fits."""
+        fonts = [f for f in self.fonts if f.covers(text)] or self.fonts
         wanted = {"handwritten": style.handwritten, "family": style.family, "weight": style.weight, "italic": style.italic}
         relaxing = ("weight", "italic", "family", "handwritten")
         for relax in (relaxing[:n] for n in range(len(relaxing) + 1)):
-            fits = [f for f in self.fonts if all(v is None or k in relax or getattr(f, k) == v for k, v in wanted.items())]
+            fits = [f for f in fonts if all(v is None or k in relax or getattr(f, k) == v for k, v in wanted.items())]
             if fits:
                 return rng.choice(fits)
-        return rng.choice(self.fonts)
-
-
-def draw(text: str, font: Font, stroke: int) -> Image.Image:
-    """White ink on black, the text centred on the drawing canvas."""
-    face = ImageFont.truetype(str(font.path), FONT_SIZE)
-    canvas = Image.new("L", (CANVAS * max(1, len(text)), CANVAS), 0)
-    pen = ImageDraw.Draw(canvas)
-    left, top, right, bottom = pen.textbbox((0, 0), text, font=face, stroke_width=stroke)
-    x = (canvas.width - (right - left)) / 2 - left
-    y = (canvas.height - (bottom - top)) / 2 - top
-    pen.text((x, y), text, fill=255, font=face, stroke_width=stroke, stroke_fill=255)
-    return canvas
+        return rng.choice(fonts)
 
 
 def wobble(ink: Image.Image, amount: float, rng: random.Random, grid: int = 3) -> Image.Image:

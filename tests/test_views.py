@@ -1,0 +1,39 @@
+"""The input format's views: plain once per image, weak and strong freshly drawn each time."""
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+from aa_core.config import DataConfig
+from aa_core.data.input_format import InputFormat
+from aa_core.data.views import Views
+
+
+def digit_images(n: int = 6) -> list[Image.Image]:
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), "L") for _ in range(n)]
+
+
+def test_plain_view_matches_to_tensor_and_normalize_and_is_computed_once():
+    fmt = InputFormat(DataConfig())
+    images = digit_images()
+    reference = T.Compose([T.ToTensor(), T.Normalize([0.5], [0.5])])
+    views = Views(images, [fmt.plain()])
+    for i, image in enumerate(images):
+        assert torch.allclose(views[i], reference(image), atol=1e-6)
+    images[0].paste(0, (0, 0, 8, 8))  # a cached view no longer reads the image
+    assert torch.allclose(views[0], reference(digit_images()[0]), atol=1e-6)
+
+
+def test_weak_and_strong_views_vary_per_draw_within_the_input_range():
+    fmt = InputFormat(DataConfig())
+    image = digit_images(1)[0]
+    views = Views([image], [fmt.weak(), fmt.strong()], labels=[3])
+    draws = [views[0] for _ in range(20)]
+    for weak, strong, label in draws:
+        assert weak.shape == strong.shape == (1, 8, 8) and label == 3
+        assert weak.min() >= -1 and strong.max() <= 1
+    assert len({d[1].numpy().tobytes() for d in draws}) > 15  # RandAugment + Cutout differ per draw
+    colour = InputFormat(DataConfig(channels=3)).strong()(image.convert("RGB"))
+    assert colour.shape == (3, 8, 8)
