@@ -87,3 +87,32 @@ def test_glyph_draws_stroke_fonts_upright_with_the_pen_the_style_asks():
     ink = lambda stroke: (np.asarray(StrokeFont("futural").draw("8", stroke, 128)) > 0).sum()  # noqa: E731
     assert ink(4) > 1.8 * ink(0)
     assert StrokeFont("scripts").handwritten and StrokeFont("timesr").family == "serif"
+
+
+def test_handwritten_glyphs_are_normalised_to_at_least_half_the_box_width():
+    generator = glyph()
+
+    def widths(prompt):
+        out = []
+        for im in generator.generate([prompt] * 8, range(8)):
+            cols = np.flatnonzero((np.asarray(im) < 250).any(axis=0))
+            out.append(cols[-1] - cols[0] + 1)
+        return np.array(out)
+
+    assert widths("an upright narrow handwritten digit 1").min() >= 0.45 * 32
+    assert widths("an upright narrow printed digit 1").min() < 0.45 * 32
+
+
+def test_hand_font_writes_each_digit_in_its_allographs():
+    from aa_generators.hand_font import ALLOGRAPHS, HandFont, hand_fonts
+
+    fonts = hand_fonts()
+    assert set(ALLOGRAPHS) == set(DIGITS) and len(fonts) == max(len(v) for v in ALLOGRAPHS.values())
+    assert any(isinstance(f, HandFont) for f in glyph().fonts)
+    drawn = lambda font, digit: np.asarray(font.draw(digit, 1, 128)) > 0  # noqa: E731
+    assert not np.array_equal(drawn(fonts[0], "7"), drawn(fonts[1], "7"))  # plain and crossed
+    crossed = drawn(fonts[1], "7")
+    rows = np.flatnonzero(crossed.any(axis=1))
+    middle = crossed[(rows[0] + rows[-1]) // 2 - 3 : (rows[0] + rows[-1]) // 2 + 4]
+    assert middle.any(axis=0).sum() > 20  # the bar across the stem
+    assert fonts[0].covers("7") and not fonts[0].covers("A")

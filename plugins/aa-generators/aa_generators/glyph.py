@@ -24,11 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from aa_core.contracts import GeneratorContext, ImageGenerator
 from aa_core.errors import AAError
 from aa_generators.outline_fonts import OutlineFont, outline_fonts
+from aa_generators.hand_font import HandFont, hand_fonts
 from aa_generators.stroke_fonts import StrokeFont, stroke_fonts
 from aa_generators.style import GlyphStyle, read_style
 
 CANVAS = 128  # drawing resolution; the image is fitted down from it
-Font = OutlineFont | StrokeFont
+Font = OutlineFont | StrokeFont | HandFont
 
 
 class GlyphOptions(BaseModel):
@@ -44,7 +45,7 @@ class GlyphGenerator(ImageGenerator):
     def __init__(self, options: GlyphOptions, context: GeneratorContext):
         super().__init__(options, context)
         # a chosen font folder is used alone; by default every installed font joins
-        self.fonts: list[Font] = outline_fonts(context.model) + ([] if context.model else stroke_fonts())
+        self.fonts: list[Font] = outline_fonts(context.model) + ([] if context.model else stroke_fonts() + hand_fonts())
         if not self.fonts:
             where = context.model or "the system font folders"
             raise AAError(f"glyph found no .ttf or .otf fonts in {where}; install fonts or set generator.model to a font folder")
@@ -65,7 +66,7 @@ class GlyphGenerator(ImageGenerator):
         ink = font.draw(found.group(0), rng.randint(*style.stroke), CANVAS)
         ink = wobble(ink, rng.uniform(*style.wobble), rng)
         ink = slant_and_rotate(ink, rng.uniform(*style.shear) * rng.choice((-1, 1)), rng.uniform(-1, 1) * style.rotation)
-        ink = fit(ink, self.options.size, rng.uniform(*style.width), rng.uniform(*style.size))
+        ink = fit(ink, self.options.size, rng.uniform(*style.width), rng.uniform(*style.size), style.min_width)
         return ImageOps.invert(ink)
 
     def choose_font(self, style: GlyphStyle, text: str, rng: random.Random) -> Font:
@@ -105,15 +106,16 @@ def slant_and_rotate(ink: Image.Image, shear: float, degrees: float) -> Image.Im
     return ink.rotate(degrees, resample=Image.BILINEAR)
 
 
-def fit(ink: Image.Image, size: int, stretch: float, height: float) -> Image.Image:
-    """Crop to the ink, stretch horizontally, scale to ``height`` of the image, centre on black."""
+def fit(ink: Image.Image, size: int, stretch: float, height: float, min_width: float = 0.0) -> Image.Image:
+    """Crop to the ink, stretch horizontally (to at least ``min_width`` of the image), scale to
+    ``height`` of the image, centre on black."""
     box = ink.getbbox()
     out = Image.new("L", (size, size), 0)
     if box is None:  # the font has no glyph for this text
         return out
     ink = ink.crop(box)
     scale = size * height / ink.height
-    w = max(1, min(size, round(ink.width * stretch * scale)))
+    w = max(1, min(size, max(round(ink.width * stretch * scale), round(min_width * size))))
     h = max(1, min(size, round(ink.height * scale)))
     ink = ink.resize((w, h), Image.LANCZOS)
     out.paste(ink, ((size - w) // 2, (size - h) // 2))

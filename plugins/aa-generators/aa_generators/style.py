@@ -22,6 +22,9 @@ class GlyphStyle:
     size: tuple[float, float] = (0.9, 1.0)  # glyph height over image height
     rotation: float = 8.0  # degrees, either way
     wobble: tuple[float, float] = (0.0, 0.0)  # elastic distortion, in pixels of the 128-pixel drawing
+    # least width over height: handwriting written into form boxes is size-normalised to the box
+    # (as NIST's forms), so a narrow character such as 1 comes out as a broad stroke
+    min_width: float = 0.0
 
 
 WORDS: dict[str, dict] = {
@@ -47,7 +50,7 @@ WORDS: dict[str, dict] = {
     "large": {"size": (0.95, 1.0)},
     "tilted": {"rotation": 15.0},
     "rotated": {"rotation": 25.0},
-    "handwritten": {"wobble": (6.0, 14.0)},
+    "handwritten": {"wobble": (6.0, 14.0), "min_width": 0.5},
     "hand-drawn": {"handwritten": True},
     "scribbled": {"wobble": (10.0, 18.0)},
     "printed": {"handwritten": False},
