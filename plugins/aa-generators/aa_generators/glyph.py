@@ -4,7 +4,8 @@ It reads the category and the style words of each prompt ("a bold slanted handwr
 and draws the category's text with an installed font that fits the style: family, weight and
 italics choose the face; slant, width, stroke, size and rotation shape the drawing; words such
 as "handwritten" add a smooth elastic wobble. Fonts are outline fonts (.ttf, .otf: the system's
-and those Python packages ship) and stroke fonts (the Hershey faces, drawn with a round pen). Everything random comes from the image's seed.
+and those Python packages ship) and stroke fonts drawn with a round pen (the Hershey faces, and
+``hand``: the digits as people write them). Everything random comes from the image's seed.
 It never looks at the target: the gap between typefaces and handwriting is a real domain gap.
 
 The pipeline, in order: read the prompt -> choose a font -> draw -> wobble -> slant and rotate
@@ -23,8 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aa_core.contracts import GeneratorContext, ImageGenerator
 from aa_core.errors import AAError
-from aa_generators.outline_fonts import OutlineFont, outline_fonts
 from aa_generators.hand_font import HandFont, hand_fonts
+from aa_generators.outline_fonts import OutlineFont, outline_fonts
 from aa_generators.stroke_fonts import StrokeFont, stroke_fonts
 from aa_generators.style import GlyphStyle, read_style
 
