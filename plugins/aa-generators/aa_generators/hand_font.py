@@ -1,7 +1,7 @@
 """hand: a small stroke font of the digits as people write them, with their common allographs.
 
 Typefaces draw one form of each digit; handwriting has several: a 1 as a bare stem, with a long
-up-stroke or with a foot; a 4 closed or open at the top; a 7 plain or crossed; a 3 round or
+up-stroke, with a foot or both; a 4 closed or open at the top; a 7 plain or crossed; a 3 round or
 flat-topped; a 9 with a straight or a curled tail. Each ``HandFont(variant)`` writes the
 ``variant``-th form of a digit (cycling where a digit has fewer), so choosing a font at random
 chooses an allograph. Strokes are polylines in a box one unit high, y pointing down, drawn with
@@ -33,6 +33,7 @@ ALLOGRAPHS: dict[str, list[list[list[Point]]]] = {
         [[(0.3, 0.0), (0.3, 1.0)]],
         [[(0.02, 0.35), (0.35, 0.0), (0.35, 1.0)]],
         [[(0.05, 0.3), (0.35, 0.0), (0.35, 1.0)], [(0.05, 1.0), (0.65, 1.0)]],
+        [[(0.0, 0.5), (0.4, 0.0), (0.4, 1.0)], [(0.1, 1.0), (0.65, 1.0)]],
     ],
     "2": [[arc(0.31, 0.28, 0.28, 0.27, 200, 400) + [(0.02, 1.0), (0.62, 1.0)]]],
     "3": [
