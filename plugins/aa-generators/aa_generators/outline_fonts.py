@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -17,6 +18,11 @@ FONT_DIRS = ["/usr/share/fonts", "/usr/local/share/fonts", "~/.fonts", "~/.local
 SUFFIXES = {".ttf", ".otf"}
 HAND_WORDS = ("hand", "script", "brush", "marker")
 FONT_SIZE = 64  # pixels; digits come out about 47 pixels tall
+
+
+@lru_cache(maxsize=None)
+def _face(path: Path) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(path), FONT_SIZE)  # read once, not for every image
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ class OutlineFont:
     def draw(self, text: str, stroke: int, canvas: int) -> Image.Image:
         """White ink on black, the text centred on a ``canvas``-pixel-high image; ``stroke``
         pixels of outline thicken every stroke."""
-        face = ImageFont.truetype(str(self.path), FONT_SIZE)
+        face = _face(self.path)
         image = Image.new("L", (canvas * max(1, len(text)), canvas), 0)
         pen = ImageDraw.Draw(image)
         left, top, right, bottom = pen.textbbox((0, 0), text, font=face, stroke_width=stroke)
