@@ -58,7 +58,7 @@ class PromptsConfig(ImplementationSection):
 class GeneratorConfig(ImplementationSection):
     name: str = "glyph"
     model: str | None = None  # checkpoint, hub id or local path; for glyph, a font file or folder
-    images_per_class: int = Field(200, ge=1)
+    images_per_class: int = Field(500, ge=1)
     batch_size: int = Field(16, ge=1)
 
 

@@ -116,3 +116,18 @@ def test_hand_font_writes_each_digit_in_its_allographs():
     middle = crossed[(rows[0] + rows[-1]) // 2 - 3 : (rows[0] + rows[-1]) // 2 + 4]
     assert middle.any(axis=0).sum() > 20  # the bar across the stem
     assert fonts[0].covers("7") and not fonts[0].covers("A")
+
+
+def test_handwritten_prompts_are_drawn_with_a_hand_drawn_face_about_half_the_time():
+    import random
+
+    from aa_generators.style import read_style
+
+    generator = glyph()
+    installed = np.mean([f.handwritten for f in generator.fonts if f.covers("4")])
+    rng = random.Random(0)
+    share = lambda prompt: np.mean([generator.choose_font(read_style(prompt), "4", rng).handwritten for _ in range(400)])  # noqa: E731
+    assert installed < 0.4  # hand-drawn faces are few among the installed fonts ...
+    assert abs(share("a bold serif handwritten digit 4") - 0.5) < 0.1  # ... but half of handwriting
+    assert share("a bold serif handwritten printed digit 4") == 0
+    assert share("a bold serif digit 4") < 0.4

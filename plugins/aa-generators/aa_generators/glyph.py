@@ -71,10 +71,14 @@ class GlyphGenerator(ImageGenerator):
         return ImageOps.invert(ink)
 
     def choose_font(self, style: GlyphStyle, text: str, rng: random.Random) -> Font:
-        """A font that has the text and matches the style; constraints are relaxed (weight,
+        """A font that has the text and matches the style (a hand-drawn one with probability
+        ``style.hand_share`` where the style leaves it open); constraints are relaxed (weight,
         italics, family, hand) until one fits."""
         fonts = [f for f in self.fonts if f.covers(text)] or self.fonts
-        wanted = {"handwritten": style.handwritten, "family": style.family, "weight": style.weight, "italic": style.italic}
+        handwritten = style.handwritten
+        if handwritten is None and style.hand_share > 0:
+            handwritten = rng.random() < style.hand_share or None
+        wanted = {"handwritten": handwritten, "family": style.family, "weight": style.weight, "italic": style.italic}
         relaxing = ("weight", "italic", "family", "handwritten")
         for relax in (relaxing[:n] for n in range(len(relaxing) + 1)):
             fits = [f for f in fonts if all(v is None or k in relax or getattr(f, k) == v for k, v in wanted.items())]

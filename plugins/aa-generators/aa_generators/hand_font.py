@@ -57,6 +57,9 @@ ALLOGRAPHS: dict[str, list[list[list[Point]]]] = {
     ],
 }
 VARIANTS = max(len(forms) for forms in ALLOGRAPHS.values())
+# extra pen width over the requested stroke: a pen or pencil is broad next to a digit written in
+# a small form box, much broader than a typeface's stroke next to its cap height
+PEN = 3
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ class HandFont:
             forms = ALLOGRAPHS[c]
             strokes += [[(x + advance, y) for x, y in s] for s in forms[self.variant % len(forms)]]
             advance += 0.85
-        return draw_strokes(strokes, len(text), stroke, canvas)
+        return draw_strokes(strokes, len(text), stroke + PEN, canvas)
 
 
 def hand_fonts() -> list[HandFont]:

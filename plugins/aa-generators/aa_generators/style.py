@@ -15,7 +15,10 @@ class GlyphStyle:
     family: str | None = None  # serif | sans-serif | monospace; None: any
     weight: str | None = None  # light | regular | bold; None: any
     italic: bool | None = None  # an italic/oblique face; None: any
-    handwritten: bool | None = None  # a hand-drawn face; None: any
+    handwritten: bool | None = None  # a hand-drawn face; None: any (see hand_share)
+    # where handwritten is None: the share of images drawn with a hand-drawn face, which would
+    # otherwise be as rare as such faces are among the installed fonts
+    hand_share: float = 0.0
     shear: tuple[float, float] = (0.0, 0.3)  # |horizontal shear|, sign drawn at random
     width: tuple[float, float] = (0.85, 1.25)  # horizontal stretch
     stroke: tuple[int, int] = (0, 2)  # extra stroke width, in pixels of the 64-pixel drawing font
@@ -50,7 +53,7 @@ WORDS: dict[str, dict] = {
     "large": {"size": (0.95, 1.0)},
     "tilted": {"rotation": 15.0},
     "rotated": {"rotation": 25.0},
-    "handwritten": {"wobble": (6.0, 14.0), "min_width": 0.5},
+    "handwritten": {"wobble": (6.0, 14.0), "min_width": 0.5, "hand_share": 0.5},
     "hand-drawn": {"handwritten": True},
     "scribbled": {"wobble": (10.0, 18.0)},
     "printed": {"handwritten": False},
