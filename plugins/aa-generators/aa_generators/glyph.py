@@ -76,8 +76,9 @@ class GlyphGenerator(ImageGenerator):
         italics, family, hand) until one fits."""
         fonts = [f for f in self.fonts if f.covers(text)] or self.fonts
         handwritten = style.handwritten
-        if handwritten is None and style.hand_share > 0:
-            handwritten = rng.random() < style.hand_share or None
+        # the draw is skipped at a zero share so that other prompts keep their images per seed
+        if handwritten is None and style.hand_share and rng.random() < style.hand_share:
+            handwritten = True
         wanted = {"handwritten": handwritten, "family": style.family, "weight": style.weight, "italic": style.italic}
         relaxing = ("weight", "italic", "family", "handwritten")
         for relax in (relaxing[:n] for n in range(len(relaxing) + 1)):
