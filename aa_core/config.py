@@ -1,23 +1,28 @@
 """The whole configuration, validated by pydantic.
 
-Precedence, lowest first: these defaults (the built-in digits task), a YAML file (``--config``),
-the named flags (``--uda dann``...), then ``--set section.key=value`` (values parsed as YAML).
-An implementation's own options sit in its section beside ``name`` (``uda.trade_off``) and are
-validated by its ``Options`` model once the implementation is chosen.
+Layers, lowest first: these defaults; the task preset of a built-in target (``aa_core/tasks``,
+for the default task ``sklearn-digits.yaml``); a run folder's config (stage commands); a YAML
+file (``--config``); the named flags (``--uda dann``...); then each ``--set section.key=value``
+(values parsed as YAML). An implementation's own options sit in its section beside ``name``
+(``uda.trade_off``) and belong to that name: a layer that names another implementation drops
+them. They are validated by its ``Options`` model once the implementation is chosen.
 """
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from aa_core.errors import ConfigError
+from aa_core.kinds import KINDS
+from aa_core.training.optim import SGDOptions
 
 DIGITS = [str(d) for d in range(10)]
+TASKS = Path(__file__).parent / "tasks"
 
 
 class Section(BaseModel):
@@ -34,8 +39,16 @@ class ImplementationSection(BaseModel):
         return dict(self.model_extra or {})
 
 
+def _as_name(value: Any) -> Any:
+    """Category names written as numbers (``[0, 1]`` in YAML) are names."""
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+CategoryName = Annotated[str, BeforeValidator(_as_name)]
+
+
 class TaskConfig(Section):
-    categories: list[str] = Field(default_factory=lambda: list(DIGITS), min_length=2)
+    categories: list[CategoryName] = Field(default_factory=lambda: list(DIGITS), min_length=2)
     domain: str = "handwritten digit"
 
     @field_validator("categories")
@@ -65,6 +78,7 @@ class GeneratorConfig(ImplementationSection):
 class DataConfig(Section):
     source: str | None = None  # a labelled image folder; None synthesises the source from text
     target: str = "sklearn-digits"  # an image folder or a built-in data set
+    dev_fraction: float = Field(0.0, ge=0, lt=1)  # of a labelled target: labels tuning may read
     image_size: int = Field(8, ge=4)  # every image, source and target, is brought to this size
     channels: Literal[1, 3] = 1
     flip: bool = False  # horizontal flips in augmentation (wrong for digits and text)
@@ -81,10 +95,16 @@ class ModelConfig(Section):
 
 class TrainConfig(Section):
     batch_size: int = Field(32, ge=1)
-    source_steps: int = Field(500, ge=0)  # source-only training before adaptation
     steps: int = Field(3000, ge=0)  # adaptation (UDA) steps
     refine_steps: int = Field(500, ge=0)  # SSL steps on the target
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+
+
+class SourceOnlyConfig(SGDOptions):
+    """Source-only training before adaptation: the baseline and the adaptation's start."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    steps: int = Field(500, ge=0)
 
 
 class UDAConfig(ImplementationSection):
@@ -99,6 +119,10 @@ class RefineConfig(Section):
     confident_fraction: float = Field(0.8, gt=0, le=1)  # per predicted class
 
 
+class TrackConfig(Section):
+    trackers: list[str] = Field(default_factory=list)  # accelerate trackers: tensorboard, wandb, mlflow...
+
+
 class Config(Section):
     seed: int = 0
     task: TaskConfig = Field(default_factory=TaskConfig)
@@ -107,26 +131,21 @@ class Config(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    source_only: SourceOnlyConfig = Field(default_factory=SourceOnlyConfig)
     uda: UDAConfig = Field(default_factory=UDAConfig)
     refine: RefineConfig = Field(default_factory=RefineConfig)
     ssl: SSLConfig = Field(default_factory=SSLConfig)
+    track: TrackConfig = Field(default_factory=TrackConfig)
 
 
-# Options the built-in digits task sets for its default implementations (tuned for that demo:
-# DANN's own default trade-off of 1 over-aligns 8x8 digits). They apply only while the section
-# still names that implementation; choosing another one starts from its own defaults.
-TASK_OPTIONS = {"uda": {"dann": {"trade_off": 0.1}}}
-
-# flags of `aa run` -> dotted keys
+# named flags of `aa run` and the stage commands -> dotted keys
 FLAG_KEYS = {
-    "prompter": "prompts.name",
-    "generator": "generator.name",
-    "uda": "uda.name",
-    "ssl": "ssl.name",
+    **{name: f"{kind.section}.name" for name, kind in KINDS.items()},
     "source": "data.source",
     "target": "data.target",
     "seed": "seed",
 }
+IMPLEMENTATION_SECTIONS = {kind.section for kind in KINDS.values()}
 
 
 def describe(error: ValidationError, prefix: str = "") -> str:
@@ -140,15 +159,11 @@ def describe(error: ValidationError, prefix: str = "") -> str:
     return f"invalid config: {where}: {message}{shown}"
 
 
-def set_dotted(data: dict, key: str, value: Any) -> None:
-    node = data
-    *parents, leaf = key.split(".")
-    for part in parents:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"invalid config: {key}: '{part}' is not a section")
-        node = child
-    node[leaf] = value
+def dotted(key: str, value: Any) -> dict:
+    """``("a.b.c", v)`` -> ``{"a": {"b": {"c": v}}}``."""
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
 
 
 def parse_set(item: str) -> tuple[str, Any]:
@@ -163,52 +178,59 @@ def parse_set(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def read_yaml(path: str | Path) -> dict:
+    try:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    return loaded
+
+
+def task_preset(target: Any) -> dict:
+    """The preset of a built-in target (``aa_core/tasks/<name>.yaml``), or nothing."""
+    path = TASKS / f"{target}.yaml"
+    return read_yaml(path) if isinstance(target, str) and "/" not in target and path.is_file() else {}
+
+
 def load_config(
     path: str | Path | None = None,
     flags: dict[str, Any] | None = None,
     sets: list[str] | None = None,
     base: dict | None = None,
 ) -> Config:
-    """Merge ``base`` (e.g. a run folder's config), a YAML file, flags and --set items; validate."""
-    data: dict = copy.deepcopy(base or {})
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of sections")
-        _merge(data, loaded)
-    for flag, value in (flags or {}).items():
-        if value is not None:
-            key = FLAG_KEYS[flag]
-            section = key.split(".")[0]
-            if key.endswith(".name") and isinstance(data.get(section), dict) and data[section].get("name") != value:
-                # another implementation: the previous one's options do not apply to it
-                declared = Config.model_fields[section].annotation.model_fields
-                data[section] = {k: v for k, v in data[section].items() if k in declared}
-            set_dotted(data, key, value)
-    for item in sets or []:
-        set_dotted(data, *parse_set(item))
-    for section, presets in TASK_OPTIONS.items():
-        given = data.setdefault(section, {})
-        if isinstance(given, dict):
-            chosen = given.get("name", Config.model_fields[section].default_factory().name)
-            for key, value in presets.get(chosen, {}).items():
-                given.setdefault(key, value)
+    """Merge ``base`` (a run folder's config, or the task preset), a YAML file, flags and --set items; validate."""
+    layers = [read_yaml(path)] if path is not None else []
+    layers += [dotted(FLAG_KEYS[flag], value) for flag, value in (flags or {}).items() if value is not None]
+    layers += [dotted(*parse_set(item)) for item in sets or []]
+    if base is None:
+        target = Config().data.target
+        for layer in layers:
+            target = layer.get("data", {}).get("target", target) if isinstance(layer.get("data"), dict) else target
+        base = task_preset(target)
+    data: dict = copy.deepcopy(base)
+    for layer in layers:
+        merge(data, layer)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(describe(exc)) from None
 
 
-def _merge(into: dict, new: dict) -> None:
-    for key, value in new.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            into[key] = dict(into[key])
-            _merge(into[key], value)
+def merge(into: dict, layer: dict) -> None:
+    """Merge ``layer`` over ``into``; a section naming another implementation drops the old one's options."""
+    for key, value in layer.items():
+        current = into.get(key)
+        if key in IMPLEMENTATION_SECTIONS and isinstance(value, dict) and isinstance(current, dict):
+            if "name" in value and value["name"] != current.get("name"):
+                declared = Config.model_fields[key].annotation.model_fields
+                current = {k: v for k, v in current.items() if k in declared}
+        if isinstance(value, dict) and isinstance(current, dict):
+            into[key] = dict(current)
+            merge(into[key], value)
         else:
             into[key] = value
 

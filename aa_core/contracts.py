@@ -1,6 +1,6 @@
 """What each kind of plugin receives and returns.
 
-Four kinds, each registered by name in its own entry-point group::
+Four kinds, each registered by name in its own entry-point group (``aa_core.kinds``)::
 
     [project.entry-points."aa.prompters"]   template = "pkg.module:TemplatePrompter"
     [project.entry-points."aa.generators"]  glyph = "pkg.module:GlyphGenerator"
@@ -10,11 +10,12 @@ Four kinds, each registered by name in its own entry-point group::
 Every implementation declares its options and their defaults in one nested pydantic model,
 ``Options``; the user sets them in the kind's config section (``--set uda.trade_off=0.3``).
 
-Training algorithms own their networks, optimizers and updates: the core hands them a classifier
-and batches, and asks for one ``train_step`` at a time. That leaves room for several updates per
-step with separate optimizers (MCD), losses over disjoint parameter sets (SymNets), periodic work
-over whole data sets and custom batch pairing (CDTrans: override ``batches``), and several
-augmented views per image (FixMatch, MixMatch: declare ``unlabelled_views``).
+Training algorithms own their networks, optimizers and updates: the core hands them a
+``Classifier`` and batches, and asks for one ``train_step`` at a time. That leaves room for
+several updates per step with separate optimizers (MCD), losses over disjoint parameter sets
+(SymNets), periodic passes over whole data sets and custom batch pairing (CDTrans: override
+``batches`` and use ``Loaders.once``), and several augmented views per image (FixMatch,
+MixMatch: set ``unlabelled_views``, per instance if it depends on the options).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -55,12 +57,22 @@ class Prompt:
     label: str
 
 
+@dataclass
+class PrompterContext:
+    """What a prompter may use besides the categories and the domain."""
+
+    model: str | None  # ``prompts.model``: an LLM name for prompters that use one
+    cache_dir: Path  # a folder shared by every run on this machine (answers worth keeping)
+    run_dir: Path  # the run folder (the prompter writes nothing there: the core does)
+    is_main_process: bool  # the core calls prompters on the main process only
+
+
 class Prompter(Implementation, ABC):
     """Writes text prompts naming a category and a domain."""
 
-    def __init__(self, options: BaseModel, model: str | None = None):
+    def __init__(self, options: BaseModel, context: PrompterContext):
         self.options = options
-        self.model = model  # e.g. an LLM name for litellm; None where the prompter needs none
+        self.context = context
 
     @abstractmethod
     def prompts(self, categories: Sequence[str], domain: str, per_class: int, seed: int) -> list[Prompt]:
@@ -81,7 +93,7 @@ class GeneratorContext:
 
 
 class ImageGenerator(Implementation, ABC):
-    """Renders one image per prompt. Called in batches, one batch per process on many GPUs."""
+    """Renders one image per prompt. Called in batches, one share of the prompts per process."""
 
     def __init__(self, options: BaseModel, context: GeneratorContext):
         self.options = options
@@ -91,8 +103,33 @@ class ImageGenerator(Implementation, ABC):
     def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[Image]:
         """Return one PIL image per prompt; image ``i`` is a function of ``prompts[i]`` and ``seeds[i]``."""
 
+    def close(self) -> None:
+        """Release what ``__init__`` loaded (a pipeline on the GPU); called once the stage ends."""
+
 
 # --- training algorithms -----------------------------------------------------------------------
+
+
+class Classifier(Protocol):
+    """The network every training algorithm receives (``aa_core.api.ImageClassifier``).
+
+    .. math:: f = \\mathrm{bottleneck}(\\mathrm{backbone}(x)), \\qquad \\mathrm{logits} = \\mathrm{head}(f)
+
+    ``backbone`` is a timm model without its classifier (``backbone.num_features`` wide),
+    ``bottleneck`` maps that to ``features_dim``, ``head`` maps ``features_dim`` to
+    ``num_classes``. An algorithm may replace ``head`` (MCD's two classifiers) or the whole
+    network; then it says how to rebuild its predictor in ``build_predictor``.
+    """
+
+    backbone: torch.nn.Module
+    bottleneck: torch.nn.Module
+    head: torch.nn.Module
+    features_dim: int
+    num_classes: int
+
+    def features(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def __call__(self, x: torch.Tensor, with_features: bool = False) -> Any: ...
 
 
 @dataclass
@@ -107,6 +144,52 @@ class TrainingContext:
     seed: int
 
 
+class Loaders(Protocol):
+    """Batches on the accelerator's device (``aa_core.data.loaders.Loaders``).
+
+    ``loaders(dataset, batch_size)`` yields shuffled batches for ever (a ``sampler`` replaces the
+    shuffling; ``indices=True`` prepends each item's index to it). ``loaders.once(dataset,
+    batch_size)`` iterates the whole dataset once, in order, on every process: for passes over a
+    whole set, such as labelling the target.
+    """
+
+    def __call__(self, dataset: Dataset, batch_size: int, *, sampler: Any = None, indices: bool = False) -> Iterator: ...
+
+    def once(self, dataset: Dataset, batch_size: int, *, indices: bool = False) -> Iterator: ...
+
+
+class TrainingAlgorithm(Implementation, ABC):
+    """An algorithm that trains a classifier one ``train_step`` at a time (UDA or SSL)."""
+
+    # a timm backbone class the algorithm needs (e.g. "VisionTransformer"); others are refused
+    requires_backbone: ClassVar[str | None] = None
+
+    def __init__(self, options: BaseModel, classifier: Classifier, context: TrainingContext):
+        self.options = options
+        self.classifier = classifier
+        self.context = context
+
+    @abstractmethod
+    def train_step(self, batch: Any, step: int) -> dict[str, float]:
+        """Update the networks once; return scalars to log (losses, coefficients)."""
+
+    def predictor(self) -> torch.nn.Module:
+        """The trained network that maps images to class logits (e.g. an EMA of the weights).
+
+        Its weights are saved; ``build_predictor`` must build a network they load into.
+        """
+        return self.classifier
+
+    @classmethod
+    def build_predictor(cls, classifier: Classifier, options: BaseModel) -> torch.nn.Module:
+        """An untrained network of ``predictor()``'s architecture, built around ``classifier``.
+
+        The core loads saved weights into it to predict; no optimizer or schedule is built. The
+        default is the classifier itself: override it when the algorithm changes the network.
+        """
+        return classifier  # type: ignore[return-value]
+
+
 @dataclass
 class UDABatch:
     """Labelled source images and unlabelled target images (one augmented view each)."""
@@ -118,38 +201,26 @@ class UDABatch:
 
 @dataclass
 class UDAData:
-    """The data of an adaptation stage: source ``(image, label)`` and target ``image`` datasets.
-
-    ``loader(dataset, batch_size)`` yields shuffled batches for ever, on the accelerator's device.
-    """
+    """The data of an adaptation stage: source ``(image, label)`` and target ``image`` datasets."""
 
     source: Dataset
     target: Dataset
-    loader: Any
+    loaders: Loaders
 
 
-class UDAAlgorithm(Implementation, ABC):
+class UDAAlgorithm(TrainingAlgorithm):
     """Unsupervised domain adaptation: labelled source plus unlabelled target."""
-
-    def __init__(self, options: BaseModel, classifier: torch.nn.Module, context: TrainingContext):
-        self.options = options
-        self.classifier = classifier
-        self.context = context
 
     def batches(self, data: UDAData) -> Iterator[UDABatch]:
         """Pair batches: by default an independent random source batch and target batch."""
-        source = data.loader(data.source, self.context.batch_size)
-        target = data.loader(data.target, self.context.batch_size)
+        source = data.loaders(data.source, self.context.batch_size)
+        target = data.loaders(data.target, self.context.batch_size)
         for (x_s, y_s), x_t in zip(source, target):
             yield UDABatch(x_s, y_s, x_t)
 
     @abstractmethod
     def train_step(self, batch: UDABatch, step: int) -> dict[str, float]:
         """Update the networks once; return scalars to log (losses, coefficients)."""
-
-    def predictor(self) -> torch.nn.Module:
-        """The network that maps target images to class logits after adaptation."""
-        return self.classifier
 
 
 @dataclass
@@ -161,20 +232,17 @@ class SSLBatch:
     x_u: tuple[torch.Tensor, ...]  # one tensor per name in ``unlabelled_views``
 
 
-class SSLAlgorithm(Implementation, ABC):
+class SSLAlgorithm(TrainingAlgorithm):
     """Semi-supervised learning on the target alone: a confident, pseudo-labelled part and the rest.
 
-    Views are named augmentations the core provides: ``"weak"`` (flip where allowed, translate
-    12.5%) and ``"strong"`` (RandAugment n=2 m=10, then Cutout).
+    Views are named augmentations the core provides: ``"plain"`` (no augmentation), ``"weak"``
+    (flip where allowed, translate 12.5%) and ``"strong"`` (RandAugment, then Cutout). The core
+    reads ``labelled_views`` and ``unlabelled_views`` from the instance after ``__init__``, so
+    they may depend on the options (MixMatch: ``self.unlabelled_views = ("weak",) * options.k``).
     """
 
-    labelled_views: ClassVar[tuple[str, ...]] = ("weak",)
-    unlabelled_views: ClassVar[tuple[str, ...]] = ("weak", "strong")
-
-    def __init__(self, options: BaseModel, classifier: torch.nn.Module, context: TrainingContext):
-        self.options = options
-        self.classifier = classifier
-        self.context = context
+    labelled_views: tuple[str, ...] = ("weak",)
+    unlabelled_views: tuple[str, ...] = ("weak", "strong")
 
     def unlabelled_batch_size(self) -> int:
         """Unlabelled images per step; defaults to ``mu`` times the labelled batch."""
@@ -183,7 +251,3 @@ class SSLAlgorithm(Implementation, ABC):
     @abstractmethod
     def train_step(self, batch: SSLBatch, step: int) -> dict[str, float]:
         """Update the classifier once; return scalars to log."""
-
-    def predictor(self) -> torch.nn.Module:
-        """The network used for the final predictions (e.g. an EMA of the weights)."""
-        return self.classifier

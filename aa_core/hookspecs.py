@@ -1,10 +1,11 @@
 """The hooks a plugin may implement: the whole cross-cutting contract, in one place.
 
 Named implementations (a prompter, a generator, a UDA or SSL algorithm) are not hooks: they are
-registered as entry points, one group per kind (see ``aa_core.contracts``). Hooks are for things
-many plugins join at once. A plugin module implements any of them with ``@hookimpl`` and is
-registered under the ``aa.plugins`` entry-point group. Keep that module light: ``aa --help`` and
-``aa plugins`` import it.
+registered as entry points, one group per kind (``aa_core.kinds``). Hooks are for things many
+plugins join at once. A plugin module implements any of them with ``@hookimpl`` (from
+``aa_core.api``) and is registered under the ``aa.plugins`` entry-point group. Keep that module
+light: ``aa --help`` and ``aa plugins`` import it. Under ``accelerate launch`` hooks are called
+on the main process only.
 """
 
 import pluggy
@@ -25,12 +26,17 @@ def aa_run_start(run_dir, config):
 
 @hookspec
 def aa_stage_start(stage, run_dir):
-    """Stage ``stage`` ("prompts", "generate", "adapt", "refine" or "evaluate") is about to run."""
+    """Stage ``stage`` (one of ``aa_core.stages.STAGE_NAMES``) is about to run."""
 
 
 @hookspec
 def aa_stage_end(stage, run_dir, seconds, reused):
     """Stage ``stage`` finished after ``seconds``; ``reused`` is True when its earlier result was kept."""
+
+
+@hookspec
+def aa_log(stage, step, scalars):
+    """Training step ``step`` of ``stage`` ("source only", "dann", ...) logged ``scalars`` (name -> float)."""
 
 
 @hookspec

@@ -4,11 +4,17 @@ Each stage's fingerprint covers its own inputs and its upstream stage's fingerpr
 is reused exactly when nothing it depends on changed: ``aa run --ssl mixmatch`` after
 ``aa run --ssl fixmatch`` reruns refine and evaluate only, and a run killed mid-way resumes at
 the stage it was in.
+
+Under ``accelerate launch`` every process runs every stage, but only the main process writes
+the run folder's shared files (``config.yaml``, ``stages.json``, prompts, metrics) and calls the
+hooks; the others wait for it at the end of each stage and read what it wrote.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import logging
 import platform
 import time
 from pathlib import Path
@@ -19,29 +25,31 @@ import aa_core
 from aa_core.config import Config
 from aa_core.data.image_folder import open_image_folder
 from aa_core.errors import AAError
+from aa_core.kinds import KINDS, NONE, chosen
 from aa_core.plugins import plugin_manager
 from aa_core.run_folder import RunFolder, fingerprint, write_atomic
-from aa_core.stages import adapt, evaluate, generate, prompts, refine
-from aa_core.stages.context import NONE, StageContext
+from aa_core.stages import STAGE_NAMES
+from aa_core.stages.context import StageContext
 
-STAGES = {"prompts": prompts, "generate": generate, "adapt": adapt, "refine": refine, "evaluate": evaluate}
+STAGES = {name: importlib.import_module(f"aa_core.stages.{name}") for name in STAGE_NAMES}
 DERIVED_KEYS = ("plugins", "environment")  # written to config.yaml for the record, not read back
+SYNTHESIS = ("prompter", "generator")  # the kinds a real --source makes unnecessary
+
+logger = logging.getLogger("aa")
 
 
 def active_stages(config: Config) -> list[str]:
     """Stages this configuration runs: no prompts or generation for a real source, no refine without SSL."""
-    skip = set()
-    if config.data.source is not None:
-        skip |= {"prompts", "generate"}
-    if config.ssl.name == NONE:
+    skip = {"prompts", "generate"} if config.data.source is not None else set()
+    if chosen(config, "ssl") == NONE:
         skip.add("refine")
     return [stage for stage in STAGES if stage not in skip]
 
 
 def chosen_kinds(config: Config) -> list[str]:
-    kinds = ["prompter", "generator"] if config.data.source is None else []
-    kinds += [kind for kind in ("uda", "ssl") if getattr(config, kind).name != NONE]
-    return kinds
+    """The kinds whose implementation this run loads."""
+    synthetic = config.data.source is None
+    return [kind for kind in KINDS if chosen(config, kind) != NONE and (synthetic or kind not in SYNTHESIS)]
 
 
 def fingerprints(ctx: StageContext) -> dict[str, str]:
@@ -66,41 +74,29 @@ def write_config(ctx: StageContext) -> None:
     write_atomic(ctx.folder.config, yaml.safe_dump(record, sort_keys=False))
 
 
-def run(config: Config, root: str | Path, only: list[str] | None = None) -> dict:
-    """Run the ``only`` stages (default: all active ones) in ``root``; return the metrics."""
-    folder = RunFolder(root)
-    folder.create()
-    ctx = StageContext(config, folder)
-    hook = plugin_manager().hook
-    for kind in chosen_kinds(config):  # fail on a bad name, option or folder before any work
-        ctx.implementation(kind)
-    ctx.target  # noqa: B018  (scans the target folder: a bad one fails here)
+def preflight(ctx: StageContext) -> None:
+    """Fail on a bad name, option, backbone or folder before any work."""
+    from aa_core.models.classifier import build_classifier, check_backbone
+
+    config = ctx.config
+    implementations = {kind: ctx.implementation(kind) for kind in chosen_kinds(config)}
+    target = ctx.target  # scans the target folder: a bad one fails here
+    if target.unreadable:
+        shown = ", ".join(target.unreadable[:3]) + (", ..." if len(target.unreadable) > 3 else "")
+        logger.warning(
+            "skipped %d unreadable target image(s) in %s: %s (listed in %s)",
+            len(target.unreadable), target.root, shown, ctx.folder.unreadable,
+        )  # fmt: skip
+        if ctx.is_main:
+            write_atomic(ctx.folder.unreadable, "".join(name + "\n" for name in target.unreadable))
     if config.data.source is not None:
-        open_image_folder(config.data.source, config.task.categories)
-    fps = fingerprints(ctx)
-    inactive = [s for s in only or [] if s not in fps]
-    if inactive:
-        why = "with a real --source" if inactive[0] in ("prompts", "generate") else "with --ssl none"
-        raise AAError(f"stage {inactive[0]} does not run {why}; change the config or pick another stage")
-    wanted = [s for s in fps if only is None or s in only]
-    check_upstream(folder, fps, wanted)
-    write_config(ctx)
-    hook.aa_run_start(run_dir=folder.root, config=config.model_dump(mode="json"))
-    for stage in wanted:
-        if folder.is_current(stage, fps[stage]):
-            hook.aa_stage_end(stage=stage, run_dir=folder.root, seconds=0.0, reused=True)
-            continue
-        for later in list(fps)[list(fps).index(stage) :]:  # this stage and all after it are stale now
-            folder.forget(later)
-        hook.aa_stage_start(stage=stage, run_dir=folder.root)
-        started = time.perf_counter()
-        STAGES[stage].run(ctx)
-        seconds = time.perf_counter() - started
-        folder.complete(stage, fps[stage], seconds)
-        hook.aa_stage_end(stage=stage, run_dir=folder.root, seconds=seconds, reused=False)
-    metrics = record_seconds(folder, fps)
-    hook.aa_run_end(run_dir=folder.root, metrics=metrics)
-    return metrics
+        open_image_folder(config.data.source, config.task.categories, labelled=True)
+    import torch
+
+    with torch.device("meta"):  # the architecture only: no memory, no download
+        backbone = build_classifier(config.model, len(ctx.categories), config.data.channels, pretrained=False).backbone
+    for kind, (cls, _options) in implementations.items():
+        check_backbone(backbone, getattr(cls, "requires_backbone", None), f"{kind} '{ctx.chosen(kind)}'")
 
 
 def check_upstream(folder: RunFolder, fps: dict[str, str], wanted: list[str]) -> None:
@@ -113,12 +109,69 @@ def check_upstream(folder: RunFolder, fps: dict[str, str], wanted: list[str]) ->
                 raise AAError(f"stage {upstream} is missing or out of date in {folder.root}; run `aa {upstream} {folder.root}` first")
 
 
-def record_seconds(folder: RunFolder, fps: dict[str, str]) -> dict:
-    """Add each stage's seconds to ``metrics.json`` (written by evaluate) and return it."""
+def stale_from(folder: RunFolder, fps: dict[str, str], wanted: list[str]) -> list[str]:
+    """The wanted stages that run: the first one not current, and every wanted one after it."""
+    for i, stage in enumerate(wanted):
+        if not folder.is_current(stage, fps[stage]):
+            return wanted[i:]
+    return []
+
+
+def run(config: Config, root: str | Path, only: list[str] | None = None) -> dict:
+    """Run the ``only`` stages (default: all active ones) in ``root``; return the metrics."""
+    folder = RunFolder(root)
+    ctx = StageContext(config, folder)
+    fps = fingerprints(ctx)
+    inactive = [s for s in only or [] if s not in fps]
+    if inactive:
+        why = "with a real --source" if inactive[0] in ("prompts", "generate") else "with --ssl none"
+        raise AAError(f"stage {inactive[0]} does not run {why}; change the config or pick another stage")
+    folder.create()
+    preflight(ctx)
+    wanted = [s for s in fps if only is None or s in only]
+    check_upstream(folder, fps, wanted)
+    accelerator, main = ctx.accelerator, ctx.is_main
+    hook = plugin_manager().hook if main else None
+    if main:
+        write_config(ctx)
+        hook.aa_run_start(run_dir=folder.root, config=config.model_dump(mode="json"))
+    to_run = stale_from(folder, fps, wanted)
+    accelerator.wait_for_everyone()  # every process has read stages.json before it changes
+    for stage in wanted:
+        if stage not in to_run:
+            if main:
+                hook.aa_stage_end(stage=stage, run_dir=folder.root, seconds=0.0, reused=True)
+            continue
+        if main:
+            for later in list(fps)[list(fps).index(stage) :]:  # this stage and all after it are stale now
+                folder.forget(later)
+            hook.aa_stage_start(stage=stage, run_dir=folder.root)
+        started = time.perf_counter()
+        STAGES[stage].run(ctx)
+        accelerator.wait_for_everyone()
+        seconds = time.perf_counter() - started
+        if main:
+            folder.complete(stage, fps[stage], seconds)
+            hook.aa_stage_end(stage=stage, run_dir=folder.root, seconds=seconds, reused=False)
+    if main:
+        record_seconds(folder, fps)
+    accelerator.wait_for_everyone()
+    metrics = read_metrics(folder, fps)
+    if main:
+        hook.aa_run_end(run_dir=folder.root, metrics=metrics)
+    return metrics
+
+
+def read_metrics(folder: RunFolder, fps: dict[str, str]) -> dict:
     if "evaluate" not in fps or not folder.is_current("evaluate", fps["evaluate"]):
         return {}
-    metrics = json.loads(folder.metrics.read_text())
-    seconds = folder.seconds()
-    metrics["seconds"] = {stage: seconds[stage] for stage in fps if stage in seconds}
-    write_atomic(folder.metrics, json.dumps(metrics, indent=2))
-    return metrics
+    return json.loads(folder.metrics.read_text())
+
+
+def record_seconds(folder: RunFolder, fps: dict[str, str]) -> None:
+    """Add each stage's seconds to ``metrics.json`` (written by evaluate)."""
+    metrics = read_metrics(folder, fps)
+    if metrics:
+        seconds = folder.seconds()
+        metrics["seconds"] = {stage: seconds[stage] for stage in fps if stage in seconds}
+        write_atomic(folder.metrics, json.dumps(metrics, indent=2))

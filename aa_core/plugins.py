@@ -2,8 +2,7 @@
 
 Two mechanisms, two roles:
 
-* named implementations, one entry-point group per kind (``aa.prompters``, ``aa.generators``,
-  ``aa.uda``, ``aa.ssl``), loaded with stevedore's ``DriverManager`` so that only the selected
+* named implementations, one entry-point group per kind (``aa_core.kinds``), loaded with stevedore's ``DriverManager`` so that only the selected
   entry point is ever imported;
 * cross-cutting hooks (``aa_core.hookspecs``) in the ``aa.plugins`` group, joined through pluggy.
 
@@ -16,9 +15,9 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import importlib.util
+import logging
 import os
 import re
-import logging
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -26,10 +25,10 @@ import pluggy
 
 from aa_core import hookspecs
 from aa_core.errors import AAError
+from aa_core.kinds import KINDS
 
 logger = logging.getLogger("aa")
 
-KINDS = {"prompter": "aa.prompters", "generator": "aa.generators", "uda": "aa.uda", "ssl": "aa.ssl"}
 HOOKS_GROUP = "aa.plugins"
 BUILTIN = frozenset({"adapt-anything", "aa-prompters", "aa-generators", "aa-uda", "aa-ssl"})
 
@@ -87,8 +86,8 @@ def disabled_reason(distribution: str) -> str:
 
 def _scan() -> dict[str, PluginInfo]:
     """Read every distribution's entry points in our groups; imports nothing."""
-    groups = {*KINDS.values(), HOOKS_GROUP}
-    kind_of = {g: k for k, g in KINDS.items()}
+    kind_of = {kind.group: name for name, kind in KINDS.items()}
+    groups = {*kind_of, HOOKS_GROUP}
     found: dict[str, PluginInfo] = {}
     for dist in md.distributions():
         eps = [ep for ep in dist.entry_points if ep.group in groups]
@@ -172,7 +171,8 @@ class PluginManager:
         if len(available[name]) > 1:
             raise AAError(next(m for m in self.collisions() if f"{kind} '{name}'" in m))
         owner = canonical(available[name][0])
-        owned = {ep.value for ep in self.plugins[owner].entry_points if ep.group == KINDS[kind]}
+        group = KINDS[kind].group
+        owned = {ep.value for ep in self.plugins[owner].entry_points if ep.group == group}
 
         def failed(_manager, ep, err):
             if ep.value in owned:  # a same-named entry point of a disabled plugin may fail: ignore it
@@ -185,9 +185,16 @@ class PluginManager:
             return next(ext for ext in extensions if ext.entry_point.value in owned)
 
         manager = DriverManager(
-            namespace=KINDS[kind], name=name, on_load_failure_callback=failed, conflict_resolver=keep_owner
+            namespace=group, name=name, on_load_failure_callback=failed, conflict_resolver=keep_owner
         )
-        return manager.driver
+        cls = manager.driver
+        contract = KINDS[kind].contract
+        if not (isinstance(cls, type) and issubclass(cls, contract)):
+            raise AAError(
+                f"{kind} '{name}' from {self.plugins[owner].distribution} is not a {contract.__name__} "
+                f"(aa_core.api.{contract.__name__}); fix the plugin's entry point or pick another {kind}"
+            )
+        return cls
 
     def distribution_of(self, kind: str, name: str) -> PluginInfo | None:
         dists = self.available(kind).get(name)

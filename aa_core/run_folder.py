@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from aa_core.errors import AAError
+
 
 def fingerprint(inputs: Any) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -27,7 +29,8 @@ def folder_digest(root: Path) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Write ``text`` to ``path`` so that a reader sees the old or the new file, never a part."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 
@@ -42,13 +45,20 @@ class RunFolder:
         self.predictions = self.root / "predictions.csv"
         self.metrics = self.root / "metrics.json"
         self.log = self.root / "train_log.jsonl"
+        self.unreadable = self.root / "unreadable.txt"
         self._state = self.root / "stages.json"
 
     def weights(self, name: str) -> Path:
         return self.root / f"{name}.safetensors"
 
     def create(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise AAError(f"cannot create run folder {self.root}: {reason}; pass --out a folder you can write") from None
+        if not os.access(self.root, os.W_OK):
+            raise AAError(f"cannot write to run folder {self.root}; pass --out a folder you can write")
 
     def state(self) -> dict[str, dict]:
         return json.loads(self._state.read_text()) if self._state.exists() else {}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
+import tempfile
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -13,17 +16,40 @@ import pytest
 from PIL import Image
 
 FAKE_DISTS = Path(__file__).parent / "fake_dists"
+EXAMPLES = Path(__file__).parent.parent / "examples"
 TINY = {
     "prompts": {"per_class": 3},
     "generator": {"images_per_class": 6},
-    "train": {"batch_size": 8, "source_steps": 10, "steps": 10, "refine_steps": 5},
+    "source_only": {"steps": 10},
+    "train": {"batch_size": 8, "steps": 10, "refine_steps": 5},
 }
 
 
+@functools.cache
+def example_dist(name: str) -> list[Path]:
+    """``examples/<name>`` as an installed distribution: its code, and a dist-info made from its pyproject."""
+    project = tomllib.loads((EXAMPLES / name / "pyproject.toml").read_text())["project"]
+    info = Path(tempfile.mkdtemp(prefix="aa-example-")) / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
+    groups = project["entry-points"]
+    (info / "entry_points.txt").write_text(
+        "".join(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n" for group, eps in groups.items())
+    )
+    return [EXAMPLES / name, info.parent]
+
+
+def plugin_path(fake: str) -> list[Path]:
+    return example_dist(fake.removeprefix("example:")) if fake.startswith("example:") else [FAKE_DISTS / fake]
+
+
 def aa(*args, fakes=(), env=None, cwd=None, check=None) -> subprocess.CompletedProcess:
-    """Run ``aa ARGS`` with the fake distributions ``fakes`` on the path; return the finished process."""
+    """Run ``aa ARGS`` with the fake distributions ``fakes`` on the path; return the finished process.
+
+    ``fakes`` names folders of ``tests/fake_dists``, or ``example:<name>`` for ``examples/<name>``.
+    """
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AA_")}
-    environment["PYTHONPATH"] = os.pathsep.join(str(FAKE_DISTS / f) for f in fakes)
+    environment["PYTHONPATH"] = os.pathsep.join(str(p) for f in fakes for p in plugin_path(f))
     environment.update(env or {})
     proc = subprocess.run(
         [sys.executable, "-m", "aa_cli.main", *map(str, args)],

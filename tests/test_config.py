@@ -1,6 +1,7 @@
 """Configuration: defaults, YAML, flags, --set, and one-line errors naming the field."""
 
 import pytest
+import yaml
 
 from aa_core.config import load_config, parse_set
 from aa_core.errors import ConfigError
@@ -93,3 +94,30 @@ def test_choosing_another_implementation_drops_the_previous_ones_options():
     assert config.generator.name == "other" and config.generator.options() == {}
     assert config.generator.images_per_class == 7  # a core key, kept
     assert config.uda.options() == {}
+
+
+def test_category_names_given_as_numbers_are_names():
+    assert load_config(sets=["task.categories=[0, 1, 2.5]"]).task.categories == ["0", "1", "2.5"]
+
+
+def test_the_default_task_is_a_preset_file_that_a_user_target_does_not_load(tmp_path):
+    from aa_core.config import TASKS
+
+    preset = yaml.safe_load((TASKS / "sklearn-digits.yaml").read_text())
+    assert load_config().data.dev_fraction == preset["data"]["dev_fraction"] == 0.5
+    assert load_config().uda.options() == {"trade_off": preset["uda"]["trade_off"]}
+    user = load_config(flags={"target": str(tmp_path)})
+    assert user.data.dev_fraction == 0.0 and user.uda.options() == {}  # DANN's own defaults
+
+
+def test_naming_another_implementation_in_any_layer_drops_the_preset_options():
+    assert load_config(sets=["uda.name=entropy"]).uda.options() == {}
+    assert load_config(sets=["uda.name=entropy", "uda.weight=2"]).uda.options() == {"weight": 2}
+    assert load_config(sets=["uda.name=dann"]).uda.options() == {"trade_off": 0.1}
+
+
+def test_source_only_training_has_its_own_section():
+    config = load_config(sets=["source_only.steps=7", "source_only.lr=0.05"])
+    assert (config.source_only.steps, config.source_only.lr, config.source_only.momentum) == (7, 0.05, 0.9)
+    with pytest.raises(ConfigError, match="source_only.stepz: unknown key"):
+        load_config(sets=["source_only.stepz=7"])

@@ -119,12 +119,12 @@ def test_generation_resumes_image_by_image(tmp_path, tiny_config, small_target):
     assert "refine" not in stage_lines(first.stderr)
     metrics = read_json(out / "metrics.json")
     assert metrics["target_accuracy"]["source_only"] == metrics["target_accuracy"]["adapt"]
-    kept = out / "source" / "3" / "000001.png"
+    kept, removed = sorted((out / "source" / "3").glob("00000[12]-*.png"))
     stamp = kept.stat().st_mtime_ns
-    (out / "source" / "3" / "000002.png").unlink()
+    removed.unlink()
     proc = aa("generate", out, "--set", "generator.batch_size=4", check=0)
     assert stage_lines(proc.stderr) == {"generate": "done"}
-    assert (out / "source" / "3" / "000002.png").exists()
+    assert removed.exists()
     assert kept.stat().st_mtime_ns == stamp  # not rendered again
 
 
@@ -147,14 +147,20 @@ def test_third_party_uda_runs_and_every_lifecycle_hook_fires(tmp_path, tiny_conf
     log = tmp_path / "hooks.jsonl"
     out = tmp_path / "run"
     aa("run", "--config", tiny_config, "--target", small_target, "--out", out, "--uda", "entropy", "--ssl", "none",
-       fakes=["good"], env={"AA_FAKE_HOOK_LOG": str(log)}, check=0)
+       fakes=["good", "example:aa-entropy"], env={"AA_FAKE_HOOK_LOG": str(log)}, check=0)
     events = [yaml.safe_load(line) for line in log.read_text().splitlines()]
     assert events[0] == {"event": "run_start", "run_dir": str(out), "uda": "entropy"}
     assert [e["stage"] for e in events if e["event"] == "stage_start"] == ["prompts", "generate", "adapt", "evaluate"]
     assert [e["stage"] for e in events if e["event"] == "stage_end"] == ["prompts", "generate", "adapt", "evaluate"]
     assert events[-1]["event"] == "run_end" and "target_accuracy" in events[-1]["metrics"]
+    logs = [e for e in events if e["event"] == "log"]
+    assert [(e["stage"], e["step"]) for e in logs] == [("source only", 0), ("source only", 9), ("entropy", 0), ("entropy", 9)]
+    assert logs[-1]["names"] == ["entropy", "loss"]
     config = yaml.safe_load((out / "config.yaml").read_text())
-    assert config["plugins"]["uda"] == {"name": "entropy", "distribution": "aa-fake-good", "version": "1.0"}
+    assert config["plugins"]["uda"] == {"name": "entropy", "distribution": "aa-entropy", "version": "0.1.0"}
+    # the example plugin's own hooks ran too: its timings file and its command
+    timings = aa("timings", out, fakes=["example:aa-entropy"], check=0).stdout.split()
+    assert timings[::3] == ["prompts", "generate", "adapt", "evaluate"]
 
 
 def test_bad_target_is_one_line(tmp_path, tiny_config):

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from aa_core.contracts import GeneratorContext
-from aa_core.errors import AAError
+from aa_core.api import AAError, GeneratorContext, PrompterContext
 from aa_core.plugins import plugin_manager
 
 DIGITS = [str(d) for d in range(10)]
@@ -15,9 +14,9 @@ def glyph(model=None):
     return cls(cls.Options(), GeneratorContext(model, DIGITS, "cpu"))
 
 
-def test_template_prompts_are_deterministic_and_name_category_and_domain():
+def test_template_prompts_are_deterministic_and_name_category_and_domain(tmp_path):
     cls = plugin_manager().load("prompter", "template")
-    prompter = cls(cls.Options())
+    prompter = cls(cls.Options(), PrompterContext(None, tmp_path / "cache", tmp_path / "run", True))
     prompts = prompter.prompts(["cat", "dog"], "watercolor painting", per_class=4, seed=1)
     assert prompts == prompter.prompts(["cat", "dog"], "watercolor painting", per_class=4, seed=1)
     assert prompts != prompter.prompts(["cat", "dog"], "watercolor painting", per_class=4, seed=2)

@@ -24,8 +24,12 @@ def test_third_party_plugin_lists_its_version_names_and_hooks():
     assert good["version"] == "1.0"
     assert good["status"] == "loaded"
     assert not good["builtin"]
-    assert good["names"] == {"uda": ["entropy"]}
-    assert set(good["hooks"]) == {"aa_register_commands", "aa_run_start", "aa_stage_start", "aa_stage_end", "aa_run_end"}
+    assert good["names"] == {}
+    assert set(good["hooks"]) == {"aa_register_commands", "aa_run_start", "aa_stage_start", "aa_stage_end", "aa_log", "aa_run_end"}
+    example = listing("example:aa-entropy")["aa-entropy"]
+    assert (example["version"], example["status"], example["builtin"]) == ("0.1.0", "loaded", False)
+    assert example["names"] == {"uda": ["entropy"]}
+    assert set(example["hooks"]) == {"aa_register_commands", "aa_stage_end"}
 
 
 def test_broken_plugin_shows_as_failed_and_aa_keeps_working():
@@ -51,7 +55,7 @@ def test_disable_env_var_turns_named_plugins_off():
     plugins = listing("good", env={"AA_DISABLE_PLUGINS": "aa_fake_good"})
     assert plugins["aa-fake-good"]["status"] == "disabled"
     assert plugins["aa-uda"]["status"] == "loaded"
-    proc = aa("run", "--uda", "entropy", fakes=["good"], env={"AA_DISABLE_PLUGINS": "aa-fake-good"})
+    proc = aa("run", "--uda", "entropy", fakes=["example:aa-entropy"], env={"AA_DISABLE_PLUGINS": "aa-entropy"})
     assert proc.returncode == 1
     assert "unknown uda 'entropy'. Choose one of: dann" in proc.stderr
 
@@ -64,7 +68,7 @@ def test_builtin_only_switch_disables_every_third_party_plugin():
 
 
 def test_unknown_name_fails_with_one_line_listing_the_choices():
-    proc = aa("run", "--uda", "nosuch", fakes=["good"])
+    proc = aa("run", "--uda", "nosuch", fakes=["example:aa-entropy"])
     assert proc.returncode == 1
     assert proc.stderr.strip() == "error: unknown uda 'nosuch'. Choose one of: dann, entropy"
 
@@ -110,3 +114,31 @@ def test_help_and_plugins_do_not_import_heavy_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_every_hookspec_is_implemented_by_the_test_plugin():
+    import pluggy
+
+    from aa_core import hookspecs
+
+    specs = {name for name in dir(hookspecs) if name.startswith("aa_")}
+    assert specs == set(listing("good")["aa-fake-good"]["hooks"])
+    assert all(getattr(hookspecs, name).__doc__ for name in specs)
+    assert isinstance(hookspecs.hookimpl, pluggy.HookimplMarker)
+
+
+def test_the_core_sends_training_logs_to_tensorboard(tmp_path, tiny_config, small_target):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    aa("run", "--config", tiny_config, "--target", small_target, "--out", out, "--ssl", "none",
+       "--set", "track.trackers=[tensorboard]", check=0)  # fmt: skip
+    events = EventAccumulator(str(out / "tracking" / "run")).Reload()
+    assert {"source only/loss", "dann/loss", "dann/adv"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("dann/loss")] == [0, 9]
+
+
+def test_an_unknown_tracker_is_one_line(tmp_path):
+    proc = aa("run", "--out", tmp_path / "run", "--set", "track.trackers=[tensorbored]")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("error: unknown tracker 'tensorbored' in track.trackers; choose from aim, ")

@@ -1,66 +1,83 @@
-"""Image folders, labelled (one subfolder per category) or flat (unlabelled)."""
+"""Image folders, labelled (one subfolder per category) or flat (unlabelled).
+
+Files that do not open as images are left out and listed (``ImageList.unreadable``): one bad
+download must not stop a run over thousands of good images.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from torch.utils.data import Dataset
-from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, has_file_allowed_extension
+from PIL import Image
+from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 
 from aa_core.errors import AAError
 
 
 def is_image(path: Path) -> bool:
-    return path.is_file() and has_file_allowed_extension(path.name, IMG_EXTENSIONS)
+    """An image file by its extension; hidden files (half-written ones among them) are not."""
+    return not path.name.startswith(".") and path.is_file() and has_file_allowed_extension(path.name, IMG_EXTENSIONS)
 
 
-class LabelledImageFolder(ImageFolder):
-    """torchvision's ImageFolder whose class indices follow the configured categories.
-
-    A subfolder that is not a category is an error; a category without a subfolder is allowed.
-    """
-
-    def __init__(self, root: str | Path, categories: list[str], transform=None):
-        self.categories = list(categories)
-        super().__init__(str(root), transform=transform, allow_empty=True)
-
-    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
-        present = sorted(p.name for p in Path(directory).iterdir() if p.is_dir() and not p.name.startswith("."))
-        unknown = [name for name in present if name not in self.categories]
-        if unknown:
-            raise AAError(
-                f"{directory} has class folder '{unknown[0]}' that is not a category "
-                f"({', '.join(self.categories)}); set task.categories or rename the folder"
-            )
-        return self.categories, {name: i for i, name in enumerate(self.categories)}
+def opens(path: str) -> bool:
+    """Whether ``path`` parses as an image (header and structure; pixels decode later)."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        return True
+    except Exception:  # PIL raises many kinds (UnidentifiedImageError, SyntaxError, OSError...)
+        return False
 
 
-class UnlabelledImageFolder(Dataset):
-    """A flat folder of images, sorted by file name; items are ``(image, -1)``."""
+@dataclass
+class ImageList:
+    """The readable images of a folder, and their class indices (``None`` for a flat folder)."""
 
-    def __init__(self, root: str | Path, transform=None):
-        self.root = Path(root)
-        self.samples = [(str(p), -1) for p in sorted(self.root.iterdir()) if is_image(p)]
-        self.transform = transform
+    root: Path
+    paths: list[str]
+    labels: list[int] | None
+    unreadable: list[str] = field(default_factory=list)  # relative to ``root``
 
     def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int):
-        image = default_loader(self.samples[index][0])
-        return (self.transform(image) if self.transform else image), -1
+        return len(self.paths)
 
 
-def open_image_folder(root: str | Path, categories: list[str]) -> LabelledImageFolder | UnlabelledImageFolder:
-    """Open ``root`` as labelled if it has subfolders, else as a flat unlabelled folder."""
+def class_folders(root: Path, categories: list[str]) -> list[str]:
+    """Class subfolder names of ``root``; each must be a category."""
+    present = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    unknown = [name for name in present if name not in categories]
+    if unknown:
+        raise AAError(
+            f"{root} has class folder '{unknown[0]}' that is not a category "
+            f"({', '.join(categories)}); set task.categories or rename the folder"
+        )
+    return present
+
+
+def open_image_folder(root: str | Path, categories: list[str], *, labelled: bool | None = None) -> ImageList:
+    """Open ``root`` as labelled if it has subfolders, else as a flat unlabelled folder.
+
+    ``labelled=True`` requires class subfolders (a source must have labels).
+    """
     root = Path(root)
     if not root.is_dir():
         raise AAError(f"image folder {root} does not exist; pass an existing folder or a built-in data set name")
-    if any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir()):
-        folder = LabelledImageFolder(root, categories)
+    classes = class_folders(root, categories)
+    if labelled and not classes:
+        raise AAError(f"image folder {root} has no class subfolders; a labelled folder holds one per category")
+    if classes:
+        found = [(p, categories.index(c)) for c in classes for p in sorted((root / c).rglob("*")) if is_image(p)]
     else:
-        folder = UnlabelledImageFolder(root)
-    if len(folder) == 0:
-        raise AAError(f"image folder {root} holds no images ({', '.join(sorted(IMG_EXTENSIONS))})")
-    return folder
+        found = [(p, -1) for p in sorted(root.iterdir()) if is_image(p)]
+    good = [(str(p), label) for p, label in found if opens(str(p))]
+    bad = sorted({str(p.relative_to(root)) for p, _ in found} - {str(Path(p).relative_to(root)) for p, _ in good})
+    if not good:
+        what = f"{len(bad)} files, none of which opens as an image" if bad else f"no images ({', '.join(sorted(IMG_EXTENSIONS))})"
+        raise AAError(f"image folder {root} holds {what}; add readable images")
+    return ImageList(
+        root=root,
+        paths=[p for p, _ in good],
+        labels=[label for _, label in good] if classes else None,
+        unreadable=bad,
+    )

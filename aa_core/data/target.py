@@ -2,18 +2,23 @@
 
 Class subfolders, when present, give labels that are kept apart from the images: training and
 model selection only ever see ``TargetSet.images(...)``, which yields pixels and nothing else.
+The labels are split once, by a fixed seed and per class, into a development part
+(``data.dev_fraction``) that tuning may read and a test part that only the report reads.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import default_loader
 
 from aa_core.data.builtin import BUILTIN_DATASETS, builtin_dataset
-from aa_core.data.image_folder import LabelledImageFolder, open_image_folder
+from aa_core.data.image_folder import open_image_folder
+
+DEV_SPLIT_SEED = 2310_16573  # fixed: the same images are "dev" in every run and for every seed
 
 
 class Images(Dataset):
@@ -36,22 +41,35 @@ class TargetSet:
     root: Path
     paths: list[str]
     labels: list[int] | None  # for reporting only
+    dev: frozenset[int] = frozenset()  # indices whose labels tuning may read; the rest are test
+    unreadable: list[str] = field(default_factory=list)  # files left out, relative to ``root``
 
     @property
     def names(self) -> list[str]:
         return [str(Path(p).relative_to(self.root)) for p in self.paths]
 
+    @property
+    def test(self) -> list[int]:
+        return [i for i in range(len(self.paths)) if i not in self.dev]
+
     def images(self) -> Images:
         return Images(self.paths)
 
 
-def open_target(spec: str, categories: list[str]) -> TargetSet:
+def dev_split(labels: list[int], fraction: float) -> frozenset[int]:
+    """``round(fraction * n_k)`` images of each class ``k``, drawn with ``DEV_SPLIT_SEED``."""
+    rng = random.Random(DEV_SPLIT_SEED)
+    dev: set[int] = set()
+    for k in sorted(set(labels)):
+        members = [i for i, label in enumerate(labels) if label == k]
+        rng.shuffle(members)
+        dev.update(members[: round(fraction * len(members))])
+    return frozenset(dev)
+
+
+def open_target(spec: str, categories: list[str], dev_fraction: float = 0.0) -> TargetSet:
     """``spec`` is a built-in data set name or an image folder."""
     root = builtin_dataset(spec) if spec in BUILTIN_DATASETS else Path(spec).expanduser()
-    folder = open_image_folder(root, categories)
-    labelled = isinstance(folder, LabelledImageFolder)
-    return TargetSet(
-        root=root,
-        paths=[path for path, _ in folder.samples],
-        labels=[label for _, label in folder.samples] if labelled else None,
-    )
+    found = open_image_folder(root, categories)
+    dev = dev_split(found.labels, dev_fraction) if found.labels is not None and dev_fraction > 0 else frozenset()
+    return TargetSet(root=root, paths=found.paths, labels=found.labels, dev=dev, unreadable=found.unreadable)

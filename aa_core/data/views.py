@@ -1,14 +1,13 @@
-"""Datasets that yield several augmented views of each image, and endless shuffled loaders."""
+"""Datasets that yield several augmented views of each image."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from aa_core.data.input_format import Plain
-from aa_core.errors import AAError
 
 
 class Views(Dataset):
@@ -42,29 +41,3 @@ class Views(Dataset):
         if (index, k) not in self._plain:
             self._plain[index, k] = transform(image)
         return self._plain[index, k]
-
-
-class EndlessLoader:
-    """Shuffled batches for ever, placed by the accelerator. ``loader(dataset, batch_size)``."""
-
-    def __init__(self, accelerator, seed: int, num_workers: int = 0):
-        self.accelerator = accelerator
-        self.seed = seed
-        self.num_workers = num_workers
-
-    def __call__(self, dataset: Dataset, batch_size: int) -> Iterator:
-        if len(dataset) == 0:
-            raise AAError("a training set is empty; check the source and target folders")
-        generator = torch.Generator().manual_seed(self.seed)
-        loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=True,
-            drop_last=len(dataset) >= batch_size,
-            num_workers=self.num_workers,
-            generator=generator,
-            persistent_workers=self.num_workers > 0,
-        )
-        loader = self.accelerator.prepare_data_loader(loader)
-        while True:
-            yield from loader

@@ -37,16 +37,29 @@ class ImageClassifier(nn.Module):
         return (self.head(f), f) if with_features else self.head(f)
 
 
-def build_classifier(model: ModelConfig, num_classes: int, channels: int) -> ImageClassifier:
-    """A fresh classifier; ``model.backbone`` is a timm name, pretrained weights load through timm."""
+def build_classifier(model: ModelConfig, num_classes: int, channels: int, pretrained: bool | None = None) -> ImageClassifier:
+    """A fresh classifier; ``model.backbone`` is a timm name, pretrained weights load through timm.
+
+    ``pretrained=False`` skips loading weights that are about to be replaced by saved ones.
+    """
     import timm
 
     import aa_core.models.small_cnn  # noqa: F401  (registers aa_small_cnn with timm)
 
+    pretrained = model.pretrained if pretrained is None else pretrained
     try:
-        backbone = timm.create_model(model.backbone, pretrained=model.pretrained, num_classes=0, in_chans=channels)
+        backbone = timm.create_model(model.backbone, pretrained=pretrained, num_classes=0, in_chans=channels)
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
             raise AAError(f"unknown backbone '{model.backbone}'; use a timm model name (timm.list_models())") from None
         raise
     return ImageClassifier(backbone, num_classes, model.bottleneck_dim)
+
+
+def check_backbone(backbone: nn.Module, required: str | None, who: str) -> None:
+    """Refuse a backbone that is not an instance of the timm class ``required`` names."""
+    if required and required not in {cls.__name__ for cls in type(backbone).__mro__}:
+        raise AAError(
+            f"{who} needs a {required} backbone, and model.backbone is a {type(backbone).__name__}; "
+            f"set model.backbone to a timm model of that class"
+        )

@@ -12,29 +12,28 @@ from pathlib import Path
 import torch
 
 from aa_core.contracts import TrainingContext, UDAData
-from aa_core.data.image_folder import LabelledImageFolder
+from aa_core.data.image_folder import ImageList, open_image_folder
 from aa_core.data.input_format import InputFormat
+from aa_core.data.loaders import Loaders
 from aa_core.data.prepared import Prepared
-from aa_core.data.views import EndlessLoader, Views
-from aa_core.errors import AAError
+from aa_core.data.target import Images
+from aa_core.data.views import Views
 from aa_core.models.classifier import build_classifier
 from aa_core.run_folder import fingerprint, folder_digest
 from aa_core.source_only import SourceOnly
-from aa_core.stages.context import NONE, StageContext
+from aa_core.stages.context import StageContext
 from aa_core.training.loop import run_steps
 from aa_core.training.weights import load_weights, save_weights
 
 
 def source_inputs(ctx: StageContext) -> dict:
     c = ctx.config
-    train = c.train.model_dump(include={"batch_size", "source_steps", "mixed_precision"})
-    data = c.data.model_dump(exclude={"num_workers"})
-    return {"seed": c.seed, "data": data, "model": c.model.model_dump(), "train": train}
+    train = c.train.model_dump(include={"batch_size", "mixed_precision"})
+    data = c.data.model_dump(exclude={"num_workers", "dev_fraction"})
+    return {"seed": c.seed, "data": data, "model": c.model.model_dump(), "train": train, "source_only": c.source_only.model_dump()}
 
 
 def inputs(ctx: StageContext) -> dict:
-    uda = ctx.config.uda
-    impl = ctx.version("uda") if uda.name != NONE else {"name": NONE}
     data = ctx.config.data
     folders = {"target": folder_digest(ctx.target.root)}
     if data.source is not None:  # a synthetic source is covered by the generate stage's fingerprint
@@ -43,8 +42,8 @@ def inputs(ctx: StageContext) -> dict:
         "source_only": source_inputs(ctx),
         "folders": folders,
         "steps": ctx.config.train.steps,
-        "uda": uda.model_dump(),
-        "impl": impl,
+        "uda": ctx.config.uda.model_dump(),
+        "impl": ctx.version("uda"),
     }
 
 
@@ -59,60 +58,51 @@ def training_context(ctx: StageContext, steps: int) -> TrainingContext:
     )
 
 
-def new_classifier(ctx: StageContext) -> torch.nn.Module:
-    return build_classifier(ctx.config.model, len(ctx.categories), ctx.config.data.channels)
-
-
-def uda_algorithm(ctx: StageContext, classifier: torch.nn.Module, steps: int):
-    cls, options = ctx.implementation("uda")
-    return cls(options, classifier, training_context(ctx, steps))
+def new_classifier(ctx: StageContext, pretrained: bool | None = None) -> torch.nn.Module:
+    return build_classifier(ctx.config.model, len(ctx.categories), ctx.config.data.channels, pretrained)
 
 
 def adapted_predictor(ctx: StageContext) -> torch.nn.Module:
     """Rebuild the adapted network (its architecture is the UDA algorithm's) and load its weights."""
-    predictor = new_classifier(ctx)
-    if ctx.config.uda.name != NONE:
-        predictor = uda_algorithm(ctx, predictor, 1).predictor()
-    return load_weights(ctx.accelerator.unwrap_model(predictor), ctx.folder.weights("adapt"))
+    predictor = new_classifier(ctx, pretrained=False)
+    if ctx.active("uda"):
+        cls, options = ctx.implementation("uda")
+        predictor = cls.build_predictor(predictor, options)
+    return load_weights(predictor, ctx.folder.weights("adapt"))
 
 
-def source_folder(ctx: StageContext) -> LabelledImageFolder:
+def source_images(ctx: StageContext) -> ImageList:
     root = ctx.config.data.source or ctx.folder.source
-    try:
-        folder = LabelledImageFolder(root, ctx.categories)
-    except FileNotFoundError:
-        raise AAError(f"source folder {root} does not exist; pass --source PATH or run `aa generate`") from None
-    if len(folder) == 0:
-        raise AAError(f"source folder {root} holds no images of the categories")
-    return folder
+    return open_image_folder(root, ctx.categories, labelled=True)
 
 
 def run(ctx: StageContext) -> None:
     config, folder, accelerator = ctx.config, ctx.folder, ctx.accelerator
     fmt = InputFormat(config.data)
-    source = source_folder(ctx)
-    target = ctx.target
+    source = source_images(ctx)
     view = fmt.view(config.data.adapt_view)
     data = UDAData(
-        source=Views(Prepared(source, fmt.prepare()), [view], labels=source.targets),
-        target=Views(Prepared(target.images(), fmt.prepare()), [view]),
-        loader=EndlessLoader(accelerator, config.seed, config.data.num_workers),
+        source=Views(Prepared(Images(source.paths), fmt.prepare()), [view], labels=source.labels),
+        target=Views(Prepared(ctx.target.images(), fmt.prepare()), [view]),
+        loaders=Loaders(accelerator, config.seed, config.data.num_workers),
     )
 
     classifier = new_classifier(ctx)
-    source_fp = fingerprint({"inputs": source_inputs(ctx), "source": folder_digest(Path(source.root))})
+    source_fp = fingerprint({"inputs": source_inputs(ctx), "source": folder_digest(source.root)})
     if folder.is_current("source_only", source_fp) and folder.weights("source_only").exists():
         load_weights(classifier, folder.weights("source_only"))
     else:
-        baseline = SourceOnly(SourceOnly.Options(), classifier, training_context(ctx, config.train.source_steps))
-        run_steps(baseline.train_step, baseline.batches(data), config.train.source_steps, accelerator, "source only", folder.log)
+        baseline = SourceOnly(config.source_only, classifier, training_context(ctx, config.source_only.steps))
+        run_steps(baseline.train_step, baseline.batches(data), config.source_only.steps, accelerator, "source only", folder.log)
         classifier = accelerator.unwrap_model(baseline.classifier)
         save_weights(classifier, folder.weights("source_only"), accelerator)
-        folder.complete("source_only", source_fp, 0.0)
+        if ctx.is_main:
+            folder.complete("source_only", source_fp, 0.0)
 
-    if config.uda.name == NONE:
+    if not ctx.active("uda"):
         save_weights(classifier, folder.weights("adapt"), accelerator)
         return
-    algorithm = uda_algorithm(ctx, classifier, config.train.steps)
+    cls, options = ctx.implementation("uda")
+    algorithm = cls(options, classifier, training_context(ctx, config.train.steps))
     run_steps(algorithm.train_step, algorithm.batches(data), config.train.steps, accelerator, config.uda.name, folder.log)
     save_weights(algorithm.predictor(), folder.weights("adapt"), accelerator)

@@ -6,12 +6,9 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from aa_core.config import Config, implementation_options
+from aa_core.kinds import KINDS, NONE, chosen
 from aa_core.plugins import plugin_manager
 from aa_core.run_folder import RunFolder
-
-NONE = "none"  # --uda none trains on the source only; --ssl none skips the refine stage
-
-SECTIONS = {"prompter": "prompts", "generator": "generator", "uda": "uda", "ssl": "ssl"}
 
 
 @dataclass
@@ -23,16 +20,23 @@ class StageContext:
     def categories(self) -> list[str]:
         return self.config.task.categories
 
+    def chosen(self, kind: str) -> str:
+        """The implementation name the config gives ``kind`` (maybe ``none``)."""
+        return chosen(self.config, kind)
+
+    def active(self, kind: str) -> bool:
+        return self.chosen(kind) != NONE
+
     def implementation(self, kind: str):
         """``(class, validated options)`` of the implementation the config names for ``kind``."""
-        section_name = SECTIONS[kind]
+        section_name = KINDS[kind].section
         section = getattr(self.config, section_name)
         cls = plugin_manager().load(kind, section.name)
         return cls, implementation_options(section_name, section, cls)
 
     def version(self, kind: str) -> dict[str, str]:
         """Which distribution and version provide the named implementation (for fingerprints)."""
-        name = getattr(self.config, SECTIONS[kind]).name
+        name = self.chosen(kind)
         info = plugin_manager().distribution_of(kind, name)
         return {"name": name, "distribution": info.distribution, "version": info.version} if info else {"name": name}
 
@@ -41,7 +45,7 @@ class StageContext:
         """The target images (and, kept apart, their labels), scanned once per run."""
         from aa_core.data.target import open_target
 
-        return open_target(self.config.data.target, self.categories)
+        return open_target(self.config.data.target, self.categories, self.config.data.dev_fraction)
 
     @cached_property
     def accelerator(self):
@@ -51,3 +55,8 @@ class StageContext:
 
         set_seed(self.config.seed)
         return get_accelerator(self.config.train.mixed_precision)
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this is the process that writes the run folder's shared files."""
+        return self.accelerator.is_main_process

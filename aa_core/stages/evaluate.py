@@ -1,7 +1,9 @@
 """Stage 4: predict the target with the final model -> ``predictions.csv`` and ``metrics.json``.
 
 Accuracies are reported for every model the run trained, and only when the target folder has
-labels; they are computed here, after all training, and nothing reads them back.
+labels: ``target_accuracy`` on the test part of the labels, ``dev_accuracy`` on the development
+part (``data.dev_fraction``; the one that tuning may read). They are computed here, after all
+training, and nothing reads them back.
 """
 
 from __future__ import annotations
@@ -16,22 +18,27 @@ from aa_core.data.prepared import Prepared
 from aa_core.data.views import Views
 from aa_core.run_folder import write_atomic
 from aa_core.stages.adapt import adapted_predictor, new_classifier
-from aa_core.stages.context import NONE, StageContext
+from aa_core.stages.context import StageContext
 from aa_core.stages.refine import refined_predictor
 from aa_core.training.predict import predict_probabilities
 from aa_core.training.weights import load_weights
 
 
 def inputs(ctx: StageContext) -> dict:
-    return {}
+    return {"dev_fraction": ctx.config.data.dev_fraction}
 
 
 def models(ctx: StageContext) -> dict[str, torch.nn.Module]:
-    out = {"source_only": load_weights(new_classifier(ctx), ctx.folder.weights("source_only"))}
+    out = {"source_only": load_weights(new_classifier(ctx, pretrained=False), ctx.folder.weights("source_only"))}
     out["adapt"] = adapted_predictor(ctx)
-    if ctx.config.ssl.name != NONE:
+    if ctx.active("ssl"):
         out["refine"] = refined_predictor(ctx)
     return out
+
+
+def accuracy(predicted: torch.Tensor, labels: list[int], indices: list[int]) -> float:
+    index = torch.tensor(indices, dtype=torch.long)
+    return round((predicted[index] == torch.tensor(labels)[index]).float().mean().item(), 4)
 
 
 def run(ctx: StageContext) -> None:
@@ -39,15 +46,18 @@ def run(ctx: StageContext) -> None:
     target = ctx.target
     fmt = InputFormat(ctx.config.data)
     images = Views(Prepared(target.images(), fmt.prepare()), [fmt.plain()])
-    accuracy = {}
+    test, dev = {}, {}
     probabilities = None
     for name, model in models(ctx).items():
         model = accelerator.prepare_model(model, evaluation_mode=True)
         probabilities = predict_probabilities(model, images, accelerator)
         if target.labels is not None:
-            correct = probabilities.argmax(dim=1) == torch.tensor(target.labels)
-            accuracy[name] = round(correct.float().mean().item(), 4)
-    if not accelerator.is_main_process:
+            predicted = probabilities.argmax(dim=1)
+            if target.test:
+                test[name] = accuracy(predicted, target.labels, target.test)
+            if target.dev:
+                dev[name] = accuracy(predicted, target.labels, sorted(target.dev))
+    if not ctx.is_main:
         return
     confidence, predicted = probabilities.max(dim=1)  # the last model is the final one
     with open(ctx.folder.predictions, "w", newline="") as f:
@@ -56,6 +66,12 @@ def run(ctx: StageContext) -> None:
         for name, k, p in zip(target.names, predicted.tolist(), confidence.tolist()):
             writer.writerow([name, ctx.categories[k], f"{p:.4f}"])
     metrics = {"target_images": len(target.paths), "labelled_target": target.labels is not None}
-    if accuracy:
-        metrics["target_accuracy"] = accuracy
+    if test:
+        metrics["target_accuracy"] = test
+        metrics["test_images"] = len(target.test)
+    if dev:
+        metrics["dev_accuracy"] = dev
+        metrics["dev_images"] = len(target.dev)
+    if target.unreadable:
+        metrics["unreadable_target_images"] = len(target.unreadable)
     write_atomic(ctx.folder.metrics, json.dumps(metrics, indent=2))

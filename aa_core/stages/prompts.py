@@ -1,9 +1,14 @@
-"""Stage 1a: text prompts naming each category in the target domain -> ``prompts.jsonl``."""
+"""Stage 1a: text prompts naming each category in the target domain -> ``prompts.jsonl``.
+
+Only the main process asks the prompter (an LLM costs money); the others read the file.
+"""
 
 from __future__ import annotations
 
 import json
 
+from aa_core.contracts import PrompterContext
+from aa_core.data.builtin import cache_dir
 from aa_core.errors import AAError
 from aa_core.run_folder import write_atomic
 from aa_core.stages.context import StageContext
@@ -15,9 +20,13 @@ def inputs(ctx: StageContext) -> dict:
 
 
 def run(ctx: StageContext) -> None:
+    if not ctx.is_main:
+        return
     cls, options = ctx.implementation("prompter")
-    prompter = cls(options, model=ctx.config.prompts.model)
-    prompts = prompter.prompts(ctx.categories, ctx.config.task.domain, ctx.config.prompts.per_class, ctx.config.seed)
+    context = PrompterContext(
+        model=ctx.config.prompts.model, cache_dir=cache_dir() / "prompts", run_dir=ctx.folder.root, is_main_process=True
+    )
+    prompts = cls(options, context).prompts(ctx.categories, ctx.config.task.domain, ctx.config.prompts.per_class, ctx.config.seed)
     labels = {p.label for p in prompts}
     missing = [c for c in ctx.categories if c not in labels]
     strays = labels - set(ctx.categories)

@@ -15,8 +15,9 @@ from torch.utils.data import Subset
 from aa_core.confident_split import ConfidentSplit
 from aa_core.contracts import SSLBatch
 from aa_core.data.input_format import InputFormat
+from aa_core.data.loaders import Loaders
 from aa_core.data.prepared import Prepared
-from aa_core.data.views import EndlessLoader, Views
+from aa_core.data.views import Views
 from aa_core.errors import AAError
 from aa_core.stages.adapt import adapted_predictor, training_context
 from aa_core.stages.context import StageContext
@@ -31,14 +32,10 @@ def inputs(ctx: StageContext) -> dict:
     return {"seed": c.seed, "refine": c.refine.model_dump(), "ssl": c.ssl.model_dump(), "train": train, "impl": ctx.version("ssl")}
 
 
-def ssl_algorithm(ctx: StageContext, classifier: torch.nn.Module, steps: int):
-    cls, options = ctx.implementation("ssl")
-    return cls(options, classifier, training_context(ctx, steps))
-
-
 def refined_predictor(ctx: StageContext) -> torch.nn.Module:
-    predictor = ssl_algorithm(ctx, adapted_predictor(ctx), 1).predictor()
-    return load_weights(ctx.accelerator.unwrap_model(predictor), ctx.folder.weights("refine"))
+    """Rebuild the refined network (the SSL algorithm's predictor) and load its weights."""
+    cls, options = ctx.implementation("ssl")
+    return load_weights(cls.build_predictor(adapted_predictor(ctx), options), ctx.folder.weights("refine"))
 
 
 def ssl_batches(labelled, unlabelled):
@@ -57,11 +54,13 @@ def run(ctx: StageContext) -> None:
     split = ConfidentSplit(config.refine.confident_fraction)(probabilities)
     if len(split.unconfident) == 0:
         raise AAError("refine.confident_fraction leaves no unlabelled target images; set it below 1")
-    write_split(ctx, target.names, probabilities, split)
+    if ctx.is_main:
+        write_split(ctx, target.names, probabilities, split)
 
     steps = config.train.refine_steps
-    algorithm = ssl_algorithm(ctx, accelerator.unwrap_model(predictor), steps)
-    loader = EndlessLoader(accelerator, config.seed, config.data.num_workers)
+    cls, options = ctx.implementation("ssl")
+    algorithm = cls(options, accelerator.unwrap_model(predictor), training_context(ctx, steps))
+    loaders = Loaders(accelerator, config.seed, config.data.num_workers)
     labelled = Views(
         Subset(images, split.confident.tolist()),
         [fmt.view(v) for v in algorithm.labelled_views],
@@ -69,15 +68,13 @@ def run(ctx: StageContext) -> None:
     )
     unlabelled = Views(Subset(images, split.unconfident.tolist()), [fmt.view(v) for v in algorithm.unlabelled_views])
     batches = ssl_batches(
-        loader(labelled, config.train.batch_size), loader(unlabelled, algorithm.unlabelled_batch_size())
+        loaders(labelled, config.train.batch_size), loaders(unlabelled, algorithm.unlabelled_batch_size())
     )
     run_steps(algorithm.train_step, batches, steps, accelerator, config.ssl.name, folder.log)
     save_weights(algorithm.predictor(), folder.weights("refine"), accelerator)
 
 
 def write_split(ctx: StageContext, names: list[str], probabilities: torch.Tensor, split) -> None:
-    if not ctx.accelerator.is_main_process:
-        return
     confident = set(split.confident.tolist())
     confidence, predicted = probabilities.max(dim=1)
     with open(ctx.folder.split, "w", newline="") as f:

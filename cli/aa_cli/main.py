@@ -5,17 +5,22 @@ Startup stays light: torch and the stages are imported inside the commands that 
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import os
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from aa_core.errors import AAError
+from aa_core.kinds import KINDS
+from aa_core.stages import STAGE_NAMES
 
 app = typer.Typer(
     name="aa",
@@ -25,17 +30,48 @@ app = typer.Typer(
     add_completion=False,
 )
 
-STAGE_NAMES = ("prompts", "generate", "adapt", "refine", "evaluate")
+@dataclass
+class RunOptions:
+    """The options `aa run` and every stage command share: which config, with what changed."""
 
-Prompter = Annotated[Optional[str], typer.Option("--prompter", help="Prompt generator (prompts.name).")]
-Generator = Annotated[Optional[str], typer.Option("--generator", help="Image generator (generator.name).")]
-UDA = Annotated[Optional[str], typer.Option("--uda", help="UDA algorithm, or 'none' for source only (uda.name).")]
-SSL = Annotated[Optional[str], typer.Option("--ssl", help="SSL algorithm, or 'none' to skip refining (ssl.name).")]
-Source = Annotated[Optional[str], typer.Option("--source", help="A labelled image folder instead of a synthetic source.")]
-Target = Annotated[Optional[str], typer.Option("--target", help="Target image folder or built-in data set.")]
-Seed = Annotated[Optional[int], typer.Option("--seed", help="Random seed.")]
-Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Override any key: section.key=value (repeatable).")]
-ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="A YAML file of config sections.")]
+    config: Optional[Path]
+    flags: dict  # flag name (a kind, source, target, seed) -> value or None
+    sets: list[str]
+
+    def load(self, base: dict | None = None):
+        from aa_core.config import load_config
+
+        return load_config(self.config, self.flags, self.sets, base=base)
+
+
+def _option(name: str, annotation, help_text: str, *flags: str) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[annotation, typer.Option(*flags, help=help_text)]
+    )
+
+
+SHARED = [
+    _option("config", Optional[Path], "A YAML file of config sections.", "--config"),
+    *(_option(k.name, Optional[str], f"{k.help} ({k.section}.name).", k.flag) for k in KINDS.values()),
+    _option("source", Optional[str], "A labelled image folder instead of a synthetic source.", "--source"),
+    _option("target", Optional[str], "Target image folder or built-in data set.", "--target"),
+    _option("seed", Optional[int], "Random seed.", "--seed"),
+    _option("sets", Optional[list[str]], "Override any key: section.key=value (repeatable).", "--set"),
+]
+
+
+def with_run_options(command):
+    """Add the shared options to ``command``, which receives them as one ``options: RunOptions``."""
+    own = [p for p in inspect.signature(command).parameters.values() if p.name != "options"]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        shared = {p.name: kwargs.pop(p.name) for p in SHARED}
+        config, sets = shared.pop("config"), shared.pop("sets") or []
+        return command(options=RunOptions(config, shared, sets), **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(own + SHARED)
+    return wrapper
 
 
 @contextmanager
@@ -97,57 +133,30 @@ def print_metrics(metrics: dict, out: Path) -> None:
     typer.echo(f"run folder: {out}")
 
 
-def flags(prompter, generator, uda, ssl, source, target, seed) -> dict:
-    return {"prompter": prompter, "generator": generator, "uda": uda, "ssl": ssl, "source": source, "target": target, "seed": seed}
-
-
 @app.command()
+@with_run_options
 def run(
-    config: ConfigFile = None,
-    prompter: Prompter = None,
-    generator: Generator = None,
-    uda: UDA = None,
-    ssl: SSL = None,
-    source: Source = None,
-    target: Target = None,
-    seed: Seed = None,
+    options: RunOptions,
     out: Annotated[Path, typer.Option("--out", help="Run folder; rerunning reuses completed stages.")] = Path("runs/default"),
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any key: section.key=value (repeatable).")] = None,
 ):
     """Run every stage: prompts -> generate -> adapt -> refine -> evaluate (default: the digits task)."""
-    from aa_core.config import load_config
-
     with user_errors():
-        cfg = load_config(config, flags(prompter, generator, uda, ssl, source, target, seed), set_)
-        metrics = execute(cfg, out)
+        metrics = execute(options.load(), out)
     print_metrics(metrics, out)
 
 
 def stage_command(stage: str):
-    def command(
-        run_dir: Annotated[Path, typer.Argument(help="A run folder made by `aa run`.")],
-        prompter: Prompter = None,
-        generator: Generator = None,
-        uda: UDA = None,
-        ssl: SSL = None,
-        source: Source = None,
-        target: Target = None,
-        seed: Seed = None,
-        set_: Sets = None,
-    ):
-        from aa_core.config import load_config
+    def command(options: RunOptions, run_dir: Annotated[Path, typer.Argument(help="A run folder made by `aa run`.")]):
         from aa_core.pipeline import read_config
         from aa_core.run_folder import RunFolder
 
         with user_errors():
-            base = read_config(RunFolder(run_dir))
-            cfg = load_config(None, flags(prompter, generator, uda, ssl, source, target, seed), set_, base=base)
-            metrics = execute(cfg, run_dir, only=[stage])
+            metrics = execute(options.load(base=read_config(RunFolder(run_dir))), run_dir, only=[stage])
         if stage == "evaluate":
             print_metrics(metrics, run_dir)
 
     command.__doc__ = f"Run the {stage} stage on a run folder (the stages before it must be complete)."
-    return command
+    return with_run_options(command)
 
 
 for _stage in STAGE_NAMES:
@@ -157,7 +166,7 @@ for _stage in STAGE_NAMES:
 @app.command()
 def plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False):
     """List installed plugins: distribution, version, status, and the names each registers."""
-    from aa_core.plugins import KINDS, plugin_manager
+    from aa_core.plugins import plugin_manager
 
     with user_errors():
         manager = plugin_manager()

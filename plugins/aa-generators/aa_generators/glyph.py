@@ -22,8 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from pydantic import BaseModel, ConfigDict, Field
 
-from aa_core.contracts import GeneratorContext, ImageGenerator
-from aa_core.errors import AAError
+from aa_core.api import AAError, GeneratorContext, ImageGenerator
 from aa_generators.hand_font import HandFont, hand_fonts
 from aa_generators.outline_fonts import OutlineFont, outline_fonts
 from aa_generators.stroke_fonts import StrokeFont, stroke_fonts

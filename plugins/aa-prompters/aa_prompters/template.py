@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from aa_core.contracts import Prompt, Prompter
+from aa_core.api import Prompt, Prompter
 
 DEFAULT_STYLES = {
     "family": ["", "serif", "sans-serif", "monospace"],

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from aa_core.contracts import SSLAlgorithm, SSLBatch, TrainingContext
-from aa_core.training.schedules import cosine_decay, lambda_lr
+from aa_core.api import SGDOptions, SSLAlgorithm, SSLBatch, TrainingContext, Update, cosine_decay, lambda_lr, sgd
 
 
 class FixMatchLoss(torch.nn.Module):
@@ -40,15 +39,12 @@ class FixMatchLoss(torch.nn.Module):
         return loss, mask
 
 
-class FixMatchOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FixMatchOptions(SGDOptions):
     threshold: float = Field(0.95, description="tau: confidence a pseudo-label needs")
     lambda_u: float = Field(1.0, description="weight of the unlabelled loss")
     mu: int = Field(7, ge=1, description="unlabelled images per labelled image in a batch")
     lr: float = 0.03
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
+    weight_decay: float = Field(5e-4, description="on weights only, not on biases or norms")
     ema_decay: float = Field(0.999, description="decay of the weight average used for predictions")
 
 
@@ -61,16 +57,15 @@ class FixMatch(SSLAlgorithm):
 
     def __init__(self, options: FixMatchOptions, classifier, context: TrainingContext):
         super().__init__(options, classifier, context)
-        from timm.optim import param_groups_weight_decay
         from timm.utils import ModelEmaV3
 
         self.unlabelled_loss = FixMatchLoss(options.threshold)
-        groups = param_groups_weight_decay(classifier, options.weight_decay)
-        optimizer = torch.optim.SGD(groups, lr=options.lr, momentum=options.momentum, nesterov=options.nesterov)
-        self.scheduler = lambda_lr(optimizer, context.total_steps, cosine_decay)
+        rest = torch.nn.ModuleList([classifier.bottleneck, classifier.head])
+        optimizer = sgd({"backbone": classifier.backbone, "rest": rest}, options, context, decay_norm_and_bias=False)
         # warm-up: the average follows the weights closely while training is short
         self.ema = ModelEmaV3(classifier, decay=options.ema_decay, use_warmup=True)
-        self.classifier, self.optimizer = context.accelerator.prepare(classifier, optimizer)
+        self.classifier, optimizer = context.accelerator.prepare(classifier, optimizer)
+        self.update = Update(optimizer, context.accelerator, lambda_lr(optimizer, context.total_steps, cosine_decay))
 
     def train_step(self, batch: SSLBatch, step: int) -> dict[str, float]:
         (x_l,), (x_weak, x_strong) = batch.x_l, batch.x_u
@@ -79,10 +74,7 @@ class FixMatch(SSLAlgorithm):
         labelled = F.cross_entropy(logits[:n_l], batch.y_l)
         unlabelled, mask = self.unlabelled_loss(logits[n_l : n_l + n_u], logits[n_l + n_u :])
         loss = labelled + self.options.lambda_u * unlabelled
-        self.optimizer.zero_grad()
-        self.context.accelerator.backward(loss)
-        self.optimizer.step()
-        self.scheduler.step()
+        self.update(loss)
         self.ema.update(self.context.accelerator.unwrap_model(self.classifier), step=step)
         return {"loss": loss.item(), "labelled": labelled.item(), "unlabelled": unlabelled.item(), "mask": mask.mean().item()}
 

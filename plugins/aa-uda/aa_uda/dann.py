@@ -16,9 +16,18 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from aa_core.contracts import TrainingContext, UDAAlgorithm, UDABatch
-from aa_core.source_only import SGDOptions, sgd
-from aa_core.training.schedules import inverse_decay, lambda_lr, progress, sigmoid_ramp
+from aa_core.api import (
+    SGDOptions,
+    TrainingContext,
+    UDAAlgorithm,
+    UDABatch,
+    Update,
+    inverse_decay,
+    lambda_lr,
+    progress,
+    sgd,
+    sigmoid_ramp,
+)
 from aa_uda.domain_discriminator import DomainDiscriminator
 from aa_uda.gradient_reversal import reverse_gradient
 
@@ -64,8 +73,8 @@ class DANN(UDAAlgorithm):
         loss = DomainAdversarialLoss(DomainDiscriminator(classifier.features_dim, options.hidden))
         rest = torch.nn.ModuleList([classifier.bottleneck, classifier.head, loss])
         optimizer = sgd({"backbone": classifier.backbone, "rest": rest}, options, context)
-        self.scheduler = lambda_lr(optimizer, context.total_steps, inverse_decay)
-        self.classifier, self.adversarial, self.optimizer = context.accelerator.prepare(classifier, loss, optimizer)
+        self.classifier, self.adversarial, optimizer = context.accelerator.prepare(classifier, loss, optimizer)
+        self.update = Update(optimizer, context.accelerator, lambda_lr(optimizer, context.total_steps, inverse_decay))
 
     def train_step(self, batch: UDABatch, step: int) -> dict[str, float]:
         coefficient = sigmoid_ramp(progress(step, self.context.total_steps))
@@ -75,8 +84,5 @@ class DANN(UDAAlgorithm):
         f_s, f_t = f[:n], f[n:]
         adversarial = self.adversarial(f_s, f_t, coefficient)
         loss = classification + self.options.trade_off * adversarial
-        self.optimizer.zero_grad()
-        self.context.accelerator.backward(loss)
-        self.optimizer.step()
-        self.scheduler.step()
+        self.update(loss)
         return {"loss": loss.item(), "cls": classification.item(), "adv": adversarial.item(), "lambda": coefficient}

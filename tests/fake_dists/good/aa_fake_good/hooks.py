@@ -3,7 +3,7 @@
 import json
 import os
 
-from aa_core.hookspecs import hookimpl
+from aa_core.api import hookimpl
 
 
 def _log(event, **fields):
@@ -34,6 +34,11 @@ def aa_stage_start(stage, run_dir):
 @hookimpl
 def aa_stage_end(stage, run_dir, seconds, reused):
     _log("stage_end", stage=stage, reused=reused)
+
+
+@hookimpl
+def aa_log(stage, step, scalars):
+    _log("log", stage=stage, step=step, names=sorted(scalars))
 
 
 @hookimpl

@@ -1,9 +1,9 @@
-"""Append each stage's time to ``timings.csv`` in the run folder; ``aa timings RUN`` prints them."""
+"""Hooks: each stage's time appended to ``timings.csv`` in the run folder; ``aa timings RUN`` prints them."""
 
 import csv
 from pathlib import Path
 
-from aa_core.hookspecs import hookimpl
+from aa_core.api import hookimpl
 
 
 @hookimpl

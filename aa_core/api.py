@@ -1,0 +1,95 @@
+"""Everything a plugin imports from Adapt Anything, in one module.
+
+Contracts (subclass one per implementation; ``aa_core.contracts`` explains them)::
+
+    Prompter, Prompt, PrompterContext             prompt generators   (aa.prompters)
+    ImageGenerator, GeneratorContext              image generators    (aa.generators)
+    UDAAlgorithm, UDABatch, UDAData               domain adaptation   (aa.uda)
+    SSLAlgorithm, SSLBatch                        semi-supervised     (aa.ssl)
+    Classifier, TrainingContext, Loaders          what algorithms receive
+    NoOptions                                     for an implementation without options
+
+Hooks (``aa_core.hookspecs``; implement them in a module registered under ``aa.plugins``)::
+
+    hookimpl
+
+Training helpers (they import torch on first use, so a hook module stays light)::
+
+    ImageClassifier          backbone -> bottleneck -> head, the ``Classifier`` the core builds
+    SGDOptions, sgd          SGD with a slower pretrained backbone, optional no-decay groups
+    Update                   update(loss): zero-grad, backward, step, schedule
+    EMA                      moving average of weights for prediction
+    lambda_lr, progress, inverse_decay, sigmoid_ramp, cosine_decay    schedules of progress p
+
+Errors::
+
+    AAError                  a problem the user can fix: printed as one line, no traceback
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from aa_core.contracts import (
+    Classifier,
+    GeneratorContext,
+    ImageGenerator,
+    Loaders,
+    NoOptions,
+    Prompt,
+    Prompter,
+    PrompterContext,
+    SSLAlgorithm,
+    SSLBatch,
+    TrainingContext,
+    UDAAlgorithm,
+    UDABatch,
+    UDAData,
+)
+from aa_core.errors import AAError
+from aa_core.hookspecs import hookimpl
+from aa_core.training.schedules import cosine_decay, inverse_decay, lambda_lr, progress, sigmoid_ramp
+
+_LAZY = {
+    "ImageClassifier": "aa_core.models.classifier",
+    "SGDOptions": "aa_core.training.optim",
+    "sgd": "aa_core.training.optim",
+    "Update": "aa_core.training.optim",
+    "EMA": "aa_core.training.ema",
+}
+
+__all__ = [
+    "AAError",
+    "Classifier",
+    "EMA",
+    "GeneratorContext",
+    "ImageClassifier",
+    "ImageGenerator",
+    "Loaders",
+    "NoOptions",
+    "Prompt",
+    "Prompter",
+    "PrompterContext",
+    "SGDOptions",
+    "SSLAlgorithm",
+    "SSLBatch",
+    "TrainingContext",
+    "UDAAlgorithm",
+    "UDABatch",
+    "UDAData",
+    "Update",
+    "cosine_decay",
+    "hookimpl",
+    "inverse_decay",
+    "lambda_lr",
+    "progress",
+    "sgd",
+    "sigmoid_ramp",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'aa_core.api' has no attribute {name!r}")

@@ -1,0 +1,75 @@
+"""SGD with the usual parameter groups, and one call per update.
+
+Parameter groups follow the domain adaptation papers: a pretrained backbone learns at
+``backbone_lr_mult`` of the rate (it starts from good features; the new layers do not), and
+optionally biases and normalisation weights get no weight decay (FixMatch's practice).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:  # the options load without torch: the config reads them
+    import torch
+
+
+class SGDOptions(BaseModel):
+    """SGD's options; an algorithm's ``Options`` may extend it and change the defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+    lr: float = Field(0.01, gt=0, description="learning rate of the new layers")
+    momentum: float = Field(0.9, ge=0)
+    weight_decay: float = Field(1e-3, ge=0)
+    nesterov: bool = True
+    backbone_lr_mult: float = Field(0.1, ge=0, description="backbone rate multiplier, pretrained backbones only")
+
+
+def _is_decayed(name: str, parameter: torch.nn.Parameter) -> bool:
+    return parameter.ndim > 1 and not name.endswith(".bias")
+
+
+def sgd(
+    modules: dict[str, torch.nn.Module], options: SGDOptions, context, *, decay_norm_and_bias: bool = True
+) -> torch.optim.SGD:
+    """SGD over ``modules`` (name -> module); the one named ``backbone`` is slowed when pretrained.
+
+    With ``decay_norm_and_bias=False``, one-dimensional parameters (biases, norm weights) get
+    no weight decay.
+    """
+    import torch
+
+    groups = []
+    for module_name, module in modules.items():
+        mult = options.backbone_lr_mult if module_name == "backbone" and context.pretrained_backbone else 1.0
+        named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        if decay_norm_and_bias:
+            split = {options.weight_decay: [p for _, p in named]}
+        else:
+            split = {options.weight_decay: [p for n, p in named if _is_decayed(n, p)]}
+            split[0.0] = [p for n, p in named if not _is_decayed(n, p)]
+        groups += [{"params": ps, "lr": options.lr * mult, "weight_decay": wd} for wd, ps in split.items() if ps]
+    return torch.optim.SGD(groups, lr=options.lr, momentum=options.momentum, nesterov=options.nesterov)
+
+
+class Update:
+    """``update(loss)``: zero the gradients, back-propagate through accelerate, step, schedule.
+
+    Example::
+
+        self.update = Update(optimizer, context.accelerator, scheduler)
+        self.update(loss)
+    """
+
+    def __init__(self, optimizer, accelerator, scheduler=None):
+        self.optimizer = optimizer
+        self.accelerator = accelerator
+        self.scheduler = scheduler
+
+    def __call__(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad()
+        self.accelerator.backward(loss)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()

@@ -1,0 +1,162 @@
+"""The public plugin API: one module, the only one built-in plugins import, and what it promises."""
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from pydantic import BaseModel
+
+import aa_core.api as api
+from aa_core.config import DataConfig, ModelConfig
+from aa_core.data.input_format import InputFormat
+from aa_core.data.loaders import Loaders
+from aa_core.errors import AAError
+from aa_core.models.classifier import build_classifier, check_backbone
+
+ROOT = Path(__file__).parent.parent
+PLUGIN_CODE = [*ROOT.glob("plugins/*/aa_*/**/*.py"), *ROOT.glob("examples/*/aa_*/**/*.py")]
+
+
+def aa_core_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "aa_core":
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.split(".")[0] == "aa_core"}
+    return names
+
+
+@pytest.mark.parametrize("path", PLUGIN_CODE, ids=lambda p: str(p.relative_to(ROOT)))
+def test_plugins_import_nothing_from_the_core_but_the_api(path):
+    assert aa_core_imports(path) <= {"aa_core.api"}
+
+
+def test_every_name_the_api_exports_resolves():
+    assert PLUGIN_CODE  # the check above saw the plugins
+    for name in api.__all__:
+        assert getattr(api, name) is not None, name
+    with pytest.raises(AttributeError):
+        api.no_such_helper  # noqa: B018
+
+
+def test_importing_the_api_for_a_hook_imports_no_torch():
+    import subprocess
+
+    code = "import sys; from aa_core.api import hookimpl, UDAAlgorithm, AAError; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+class Context:
+    pretrained_backbone = True
+
+
+def test_sgd_slows_a_pretrained_backbone_and_can_spare_biases_and_norms_from_decay():
+    model = build_classifier(ModelConfig(), 3, 1)
+    options = api.SGDOptions(lr=0.1, weight_decay=0.01)
+    rest = torch.nn.ModuleList([model.bottleneck, model.head])
+    groups = api.sgd({"backbone": model.backbone, "rest": rest}, options, Context(), decay_norm_and_bias=False).param_groups
+    assert [x for g in groups for x in (g["lr"], g["weight_decay"])] == pytest.approx([0.01, 0.01, 0.01, 0, 0.1, 0.01, 0.1, 0])
+    assert all(p.ndim > 1 for g in groups if g["weight_decay"] for p in g["params"])
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def test_update_zeroes_steps_and_schedules_once_per_loss():
+    from accelerate import Accelerator
+
+    w = torch.nn.Parameter(torch.tensor([1.0]))
+    optimizer = torch.optim.SGD([w], lr=0.5)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
+    update = api.Update(optimizer, Accelerator(cpu=True), scheduler)
+    update((w * 2).sum())  # grad 2, lr 0.5: w = 0
+    update((w * 2).sum())  # grad 2 again (zeroed in between), lr 0.25: w = -0.5
+    assert w.item() == pytest.approx(-0.5)
+
+
+def test_ema_averages_parameters_and_copies_buffers():
+    model = torch.nn.BatchNorm1d(1)
+    ema = api.EMA(model, decay=0.9)
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+        model.running_mean.fill_(5.0)
+    ema.update(model)
+    assert ema.module.weight.item() == pytest.approx(0.9 * 1 + 0.1 * 2)
+    assert ema.module.running_mean.item() == 5.0
+    assert not ema.module.weight.requires_grad
+
+
+def test_an_algorithm_that_needs_another_backbone_family_gets_a_clear_error():
+    backbone = build_classifier(ModelConfig(), 3, 1).backbone
+    check_backbone(backbone, "SmallCNN", "uda 'x'")
+    with pytest.raises(AAError, match="uda 'cdtrans' needs a VisionTransformer backbone, and model.backbone is a SmallCNN"):
+        check_backbone(backbone, "VisionTransformer", "uda 'cdtrans'")
+
+
+class TwoHeads(api.UDAAlgorithm):
+    """An algorithm that changes the network: its predictor sums two heads."""
+
+    class Net(torch.nn.Module):
+        def __init__(self, classifier):
+            super().__init__()
+            self.classifier, self.head2 = classifier, torch.nn.Linear(classifier.features_dim, classifier.num_classes)
+
+        def forward(self, x):
+            f = self.classifier.features(x)
+            return self.classifier.head(f) + self.head2(f)
+
+    def train_step(self, batch, step):
+        return {}
+
+    @classmethod
+    def build_predictor(cls, classifier, options):
+        return cls.Net(classifier)
+
+
+def test_a_predictor_is_rebuilt_from_weights_without_building_the_algorithm():
+    from aa_core.training.weights import load_weights
+
+    trained = TwoHeads.build_predictor(build_classifier(ModelConfig(), 3, 1), api.NoOptions())
+    rebuilt = TwoHeads.build_predictor(build_classifier(ModelConfig(), 3, 1), api.NoOptions())
+    from safetensors.torch import save_model
+
+    save_model(trained, "/tmp/aa-two-heads.safetensors")
+    load_weights(rebuilt, Path("/tmp/aa-two-heads.safetensors"))
+    x = torch.randn(4, 1, 8, 8)
+    assert torch.allclose(trained.eval()(x), rebuilt.eval()(x))
+    assert api.UDAAlgorithm.build_predictor.__func__(api.UDAAlgorithm, "net", None) == "net"  # default: as is
+
+
+def test_loaders_give_indices_a_sampler_and_one_ordered_pass():
+    from accelerate import Accelerator
+
+    data = torch.utils.data.TensorDataset(torch.arange(10.0))
+    loaders = Loaders(Accelerator(cpu=True), seed=0)
+    index, x = next(loaders(data, 4, indices=True))
+    assert torch.equal(x, index.float())
+    ordered = torch.utils.data.SequentialSampler(data)
+    assert next(loaders(data, 4, sampler=ordered))[0].tolist() == [0.0, 1.0, 2.0, 3.0]
+    passes = list(loaders.once(data, 4, indices=True))
+    assert [b[0].tolist() for b in passes] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+class KViews(api.SSLAlgorithm):
+    """Views chosen per instance from the options, as MixMatch's K augmentations."""
+
+    class Options(BaseModel):
+        k: int = 3
+
+    def __init__(self, options, classifier, context):
+        super().__init__(options, classifier, context)
+        self.unlabelled_views = ("weak",) * options.k
+
+    def train_step(self, batch, step):
+        return {"views": len(batch.x_u)}
+
+
+def test_ssl_views_may_be_declared_per_instance():
+    algorithm = KViews(KViews.Options(k=4), None, None)
+    assert algorithm.unlabelled_views == ("weak",) * 4 and KViews.unlabelled_views == ("weak", "strong")
+    fmt = InputFormat(DataConfig())
+    assert len([fmt.view(v) for v in algorithm.unlabelled_views]) == 4
