@@ -29,7 +29,7 @@ Errors::
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aa_core.contracts import (
     Classifier,
@@ -50,6 +50,11 @@ from aa_core.contracts import (
 from aa_core.errors import AAError
 from aa_core.hookspecs import hookimpl
 from aa_core.training.schedules import cosine_decay, inverse_decay, lambda_lr, progress, sigmoid_ramp
+
+if TYPE_CHECKING:  # for readers and type checkers; at run time they load on first use
+    from aa_core.models.classifier import ImageClassifier
+    from aa_core.training.ema import EMA
+    from aa_core.training.optim import SGDOptions, Update, sgd
 
 _LAZY = {
     "ImageClassifier": "aa_core.models.classifier",

@@ -116,7 +116,7 @@ class SSLConfig(ImplementationSection):
 
 
 class RefineConfig(Section):
-    confident_fraction: float = Field(0.8, gt=0, le=1)  # per predicted class
+    confident_fraction: float = Field(0.5, gt=0, lt=1)  # per predicted class; the rest stays unlabelled
 
 
 class TrackConfig(Section):

@@ -77,9 +77,12 @@ def write_config(ctx: StageContext) -> None:
 def preflight(ctx: StageContext) -> None:
     """Fail on a bad name, option, backbone or folder before any work."""
     from aa_core.models.classifier import build_classifier, check_backbone
+    from aa_core.trackers import check_tracker
 
     config = ctx.config
     implementations = {kind: ctx.implementation(kind) for kind in chosen_kinds(config)}
+    for tracker in config.track.trackers:
+        check_tracker(tracker)
     target = ctx.target  # scans the target folder: a bad one fails here
     if target.unreadable:
         shown = ", ".join(target.unreadable[:3]) + (", ..." if len(target.unreadable) > 3 else "")
@@ -93,8 +96,8 @@ def preflight(ctx: StageContext) -> None:
         open_image_folder(config.data.source, config.task.categories, labelled=True)
     import torch
 
-    with torch.device("meta"):  # the architecture only: no memory, no download
-        backbone = build_classifier(config.model, len(ctx.categories), config.data.channels, pretrained=False).backbone
+    with torch.device("meta"):  # the architecture (and pretrained weights' availability), no memory
+        backbone = build_classifier(config.model, len(ctx.categories), config.data.channels).backbone
     for kind, (cls, _options) in implementations.items():
         check_backbone(backbone, getattr(cls, "requires_backbone", None), f"{kind} '{ctx.chosen(kind)}'")
 

@@ -2,8 +2,8 @@
 
 Two mechanisms, two roles:
 
-* named implementations, one entry-point group per kind (``aa_core.kinds``), loaded with stevedore's ``DriverManager`` so that only the selected
-  entry point is ever imported;
+* named implementations, one entry-point group per kind (``aa_core.kinds``), loaded with
+  stevedore's ``DriverManager`` so that only the selected entry point is ever imported;
 * cross-cutting hooks (``aa_core.hookspecs``) in the ``aa.plugins`` group, joined through pluggy.
 
 A plugin is a distribution. ``AA_DISABLE_PLUGINS=dist-a,dist-b`` turns named ones off,

@@ -33,7 +33,8 @@ def flat(config: dict, prefix: str = "") -> dict:
     return out
 
 
-def open_tracker(name: str, run_dir):
+def check_tracker(name: str) -> None:
+    """Refuse an unknown tracker, or one whose package is missing, before any work."""
     from accelerate.tracking import LOGGER_TYPE_TO_CLASS
 
     if name not in LOGGER_TYPE_TO_CLASS:
@@ -41,6 +42,12 @@ def open_tracker(name: str, run_dir):
     package = NEEDS.get(name)
     if package and importlib.util.find_spec(package) is None:
         raise AAError(f"tracker '{name}' needs the {package} package; pip install {package}")
+
+
+def open_tracker(name: str, run_dir):
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS
+
+    check_tracker(name)
     cls = LOGGER_TYPE_TO_CLASS[name]
     run_name = run_dir.name
     tracker = cls(run_name, logging_dir=run_dir / "tracking") if cls.requires_logging_directory else cls(run_name)

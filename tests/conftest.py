@@ -8,11 +8,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 from PIL import Image
 
 FAKE_DISTS = Path(__file__).parent / "fake_dists"

@@ -2,10 +2,10 @@
 
 import pytest
 import yaml
+from conftest import aa
 
 from aa_core.config import load_config, parse_set
 from aa_core.errors import ConfigError
-from conftest import aa
 
 
 def test_defaults_are_the_builtin_digits_task():
@@ -64,7 +64,9 @@ def test_invalid_config_exits_2_with_one_line_and_no_traceback(tmp_path):
 def test_implementation_options_are_validated_by_the_implementation(tmp_path):
     proc = aa("run", "--out", tmp_path, "--set", "uda.trade_off=lots")
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: invalid config: uda.trade_off: Input should be a valid number, unable to parse string as a number (got 'lots')"
+    assert proc.stderr.strip() == (
+        "error: invalid config: uda.trade_off: Input should be a valid number, unable to parse string as a number (got 'lots')"
+    )
     proc = aa("run", "--out", tmp_path, "--set", "ssl.tau=0.9")
     assert proc.stderr.strip() == "error: invalid config: ssl.tau: unknown key (got 0.9)"
 

@@ -7,7 +7,6 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import aa, read_json, stage_lines
 
 

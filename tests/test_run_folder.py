@@ -10,9 +10,8 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
-
 from conftest import aa, read_json, stage_lines
+from PIL import Image
 
 QUICK = ["--uda", "none", "--ssl", "none"]
 
@@ -119,7 +118,7 @@ def test_a_target_with_nothing_readable_is_one_line(tmp_path, tiny_config):
     proc = aa("run", "--config", tiny_config, "--target", target, "--out", tmp_path / "run")
     assert proc.returncode == 1
     assert proc.stderr.strip() == (
-        f"error: image folder {target} holds 1 files, none of which opens as an image; add readable images"
+        f"error: image folder {target} holds 1 file(s), none of which opens as an image; add readable images"
     )
 
 

@@ -73,7 +73,7 @@ def open_image_folder(root: str | Path, categories: list[str], *, labelled: bool
     good = [(str(p), label) for p, label in found if opens(str(p))]
     bad = sorted({str(p.relative_to(root)) for p, _ in found} - {str(Path(p).relative_to(root)) for p, _ in good})
     if not good:
-        what = f"{len(bad)} files, none of which opens as an image" if bad else f"no images ({', '.join(sorted(IMG_EXTENSIONS))})"
+        what = f"{len(bad)} file(s), none of which opens as an image" if bad else f"no images ({', '.join(sorted(IMG_EXTENSIONS))})"
         raise AAError(f"image folder {root} holds {what}; add readable images")
     return ImageList(
         root=root,

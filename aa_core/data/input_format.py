@@ -23,7 +23,6 @@ from torchvision import transforms as T
 
 from aa_core.config import DataConfig
 
-
 # RandAugment's operations (Cubuk et al. 2020) but Identity
 RANDAUGMENT_OPS = [
     "AutoContrast", "Equalize", "Rotate", "Posterize", "Solarize", "Color", "Contrast",

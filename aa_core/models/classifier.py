@@ -53,6 +53,14 @@ def build_classifier(model: ModelConfig, num_classes: int, channels: int, pretra
         if "Unknown model" in str(exc):
             raise AAError(f"unknown backbone '{model.backbone}'; use a timm model name (timm.list_models())") from None
         raise
+    except Exception as exc:
+        if not pretrained:
+            raise
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        raise AAError(
+            f"cannot load pretrained weights for backbone '{model.backbone}' ({type(exc).__name__}: {reason}); "
+            "check the network or the hub cache, or set model.pretrained=false"
+        ) from None
     return ImageClassifier(backbone, num_classes, model.bottleneck_dim)
 
 

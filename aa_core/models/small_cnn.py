@@ -52,5 +52,5 @@ class SmallCNN(nn.Module):
 @register_model
 def aa_small_cnn(pretrained: bool = False, **kwargs) -> SmallCNN:
     if pretrained:
-        raise ValueError("aa_small_cnn has no pretrained weights; set model.pretrained=false")
+        raise ValueError("aa_small_cnn has no pretrained weights")
     return SmallCNN(in_chans=kwargs.get("in_chans", 3), num_classes=kwargs.get("num_classes", 0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch.utils.data import DataLoader
+
 from aa_core.training.progress import progress_bar
 
 

@@ -30,6 +30,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
 @dataclass
 class RunOptions:
     """The options `aa run` and every stage command share: which config, with what changed."""
@@ -119,13 +120,13 @@ def execute(config, out: Path, only: list[str] | None = None) -> dict:
 
 
 def print_metrics(metrics: dict, out: Path) -> None:
-    accuracy = metrics.get("target_accuracy", {})
+    accuracy, dev = metrics.get("target_accuracy", {}), metrics.get("dev_accuracy", {})
     seconds = metrics.get("seconds", {})
     if accuracy:
-        typer.echo("\ntarget accuracy")
+        typer.echo("\ntarget accuracy" + ("    test     dev" if dev else ""))
         for name in ("source_only", "adapt", "refine"):
             if name in accuracy:
-                typer.echo(f"  {name:<12} {accuracy[name]:.4f}")
+                typer.echo(f"  {name:<12} {accuracy[name]:.4f}" + (f"  {dev[name]:.4f}" if name in dev else ""))
     else:
         typer.echo("\nthe target has no labels: see predictions.csv")
     if seconds:

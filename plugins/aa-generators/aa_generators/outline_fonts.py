@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -20,7 +20,7 @@ HAND_WORDS = ("hand", "script", "brush", "marker")
 FONT_SIZE = 64  # pixels; digits come out about 47 pixels tall
 
 
-@lru_cache(maxsize=None)
+@cache
 def _face(path: Path) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(path), FONT_SIZE)  # read once, not for every image
 

@@ -9,17 +9,19 @@ Cyrillic or blackletter). A face's style is read from its name.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from PIL import Image, ImageDraw
 
 # Latin text faces: simplex (one line), duplex (two lines), triplex (three lines), script, cursive
-TEXT_FACES = ("futural", "futuram", "rowmans", "rowmand", "rowmant", "timesr", "timesi", "timesrb", "timesib", "scripts", "scriptc", "cursive")
+TEXT_FACES = (
+    "futural", "futuram", "rowmans", "rowmand", "rowmant", "timesr", "timesi", "timesrb", "timesib", "scripts", "scriptc", "cursive",
+)  # fmt: skip
 HEIGHT = 48  # pixels from base to cap line, as tall as an outline font's digits
 BASE_PEN = 6  # pen width in pixels at the lightest stroke: an eighth of the height
 
 
-@lru_cache(maxsize=None)
+@cache
 def _face(name: str):
     from HersheyFonts import HersheyFonts
 
