@@ -17,6 +17,7 @@ Training helpers (they import torch on first use, so a hook module stays light):
 
     ImageClassifier          backbone -> bottleneck -> head, the ``Classifier`` the core builds
     SGDOptions, sgd          SGD with a slower pretrained backbone, optional no-decay groups
+    param_groups             the same groups, for any torch optimizer
     Update                   update(loss): zero-grad, backward, step, schedule
     EMA                      moving average of weights for prediction
     lambda_lr, progress, inverse_decay, sigmoid_ramp, cosine_decay    schedules of progress p
@@ -54,12 +55,13 @@ from aa_core.training.schedules import cosine_decay, inverse_decay, lambda_lr, p
 if TYPE_CHECKING:  # for readers and type checkers; at run time they load on first use
     from aa_core.models.classifier import ImageClassifier
     from aa_core.training.ema import EMA
-    from aa_core.training.optim import SGDOptions, Update, sgd
+    from aa_core.training.optim import SGDOptions, Update, param_groups, sgd
 
 _LAZY = {
     "ImageClassifier": "aa_core.models.classifier",
     "SGDOptions": "aa_core.training.optim",
     "sgd": "aa_core.training.optim",
+    "param_groups": "aa_core.training.optim",
     "Update": "aa_core.training.optim",
     "EMA": "aa_core.training.ema",
 }
@@ -88,6 +90,7 @@ __all__ = [
     "hookimpl",
     "inverse_decay",
     "lambda_lr",
+    "param_groups",
     "progress",
     "sgd",
     "sigmoid_ramp",

@@ -116,7 +116,14 @@ class SSLConfig(ImplementationSection):
 
 
 class RefineConfig(Section):
-    confident_fraction: float = Field(0.5, gt=0, lt=1)  # per predicted class; the rest stays unlabelled
+    """The confident split (``aa_core.confident_split``): which target images become labelled."""
+
+    strategy: Literal["fraction", "threshold", "topk"] = "fraction"
+    confident_fraction: float = Field(0.5, gt=0, lt=1)  # fraction: share of each predicted class
+    threshold: float = Field(0.9, gt=0, le=1)  # threshold: least view-averaged score
+    top_k: int = Field(100, ge=1)  # topk: images per predicted class
+    min_per_class: int = Field(1, ge=0)  # every predicted class keeps at least this many
+    views: int = Field(4, ge=0)  # weak views averaged into each image's score
 
 
 class TrackConfig(Section):

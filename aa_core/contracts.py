@@ -236,13 +236,15 @@ class SSLAlgorithm(TrainingAlgorithm):
     """Semi-supervised learning on the target alone: a confident, pseudo-labelled part and the rest.
 
     Views are named augmentations the core provides: ``"plain"`` (no augmentation), ``"weak"``
-    (flip where allowed, translate 12.5%) and ``"strong"`` (RandAugment, then Cutout). The core
+    (flip where allowed, translate 12.5%) and ``"strong"`` (FixMatch's RandAugment, then Cutout). The core
     reads ``labelled_views`` and ``unlabelled_views`` from the instance after ``__init__``, so
     they may depend on the options (MixMatch: ``self.unlabelled_views = ("weak",) * options.k``).
     """
 
     labelled_views: tuple[str, ...] = ("weak",)
     unlabelled_views: tuple[str, ...] = ("weak", "strong")
+    # whether the unlabelled set holds every target image (FixMatch's practice) or only the rest
+    unlabelled_includes_labelled: bool = False
 
     def unlabelled_batch_size(self) -> int:
         """Unlabelled images per step; defaults to ``mu`` times the labelled batch."""

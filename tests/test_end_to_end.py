@@ -49,6 +49,16 @@ def test_run_writes_every_artefact(tiny_run, small_target):
     assert all(0 <= v <= 1 for v in accuracy.values())
     assert set(metrics["seconds"]) == {"prompts", "generate", "adapt", "refine", "evaluate"}
 
+    split = metrics["split"]
+    assert split["strategy"] == "fraction" and sum(split["selected_per_class"].values()) == split["selected"]
+    assert 0 <= split["agreement"] <= 1 and 0 <= split["selected_score"] <= 1
+    assert 0 <= split["pseudo_label_accuracy"] <= 1 and split["reliable"] == (split["selected_score"] >= 0.88)
+    with open(out / "split.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 60 and sum(r["confident"] == "1" for r in rows) == split["selected"]
+    if not split["reliable"]:
+        assert "WARNING: the confident part looks unreliable" in proc.stderr
+
 
 def test_synthetic_source_loads_with_datasets_imagefolder(tiny_run):
     from datasets import load_dataset
@@ -94,13 +104,15 @@ def test_interrupted_run_resumes_from_the_last_completed_stage(tmp_path, tiny_co
     out = tmp_path / "run"
     args = [sys.executable, "-m", "aa_cli.main", "run", "--config", tiny_config, "--target", small_target, "--out", out]
     args += ["--set", "train.steps=100000"]  # long enough to be interrupted in adapt
-    proc = subprocess.Popen([str(a) for a in args], stderr=subprocess.PIPE, text=True)
+    # a shell's background job ignores SIGINT, and so would the child: give it the default back
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen([str(a) for a in args], stderr=subprocess.PIPE, text=True, preexec_fn=restore)
     for line in proc.stderr:
         if line.startswith("[adapt] running"):
             proc.send_signal(signal.SIGINT)
             break
-    rest = proc.stderr.read()
-    assert proc.wait(timeout=120) == 130
+    _, rest = proc.communicate(timeout=120)
+    assert proc.returncode == 130
     assert "interrupted: rerun the same command to resume" in rest and "Traceback" not in rest
     images = sorted((out / "source").rglob("*.png"))
     assert len(images) == 60
@@ -170,3 +182,13 @@ def test_bad_target_is_one_line(tmp_path, tiny_config):
     (wrong / "cat").mkdir(parents=True)
     proc = aa("run", "--config", tiny_config, "--target", wrong, "--out", tmp_path / "run2")
     assert "has class folder 'cat' that is not a category" in proc.stderr
+
+
+def test_mixmatch_refines_after_source_only_with_a_top_k_split(tmp_path, tiny_config, small_target):
+    out = tmp_path / "run"
+    aa("run", "--config", tiny_config, "--target", small_target, "--out", out, "--uda", "none", "--ssl", "mixmatch",
+       "--set", "refine.strategy=topk", "--set", "refine.top_k=2", check=0)  # fmt: skip
+    metrics = read_json(out / "metrics.json")
+    assert set(metrics["target_accuracy"]) == {"source_only", "adapt", "refine"}
+    assert all(n <= 2 for n in metrics["split"]["selected_per_class"].values())
+    assert yaml.safe_load((out / "config.yaml").read_text())["plugins"]["ssl"]["name"] == "mixmatch"

@@ -45,3 +45,26 @@ def test_fixmatch_step_and_ema_predictor():
     assert logs["loss"] == pytest.approx(logs["labelled"] + logs["unlabelled"], rel=1e-5)
     ema = fixmatch.predictor()
     assert ema is not classifier and type(ema) is type(classifier)
+
+
+def test_fixmatch_defaults_follow_the_paper_and_deviations_are_options():
+    from accelerate import Accelerator
+
+    from aa_core.config import ModelConfig
+    from aa_core.contracts import TrainingContext
+    from aa_core.models.classifier import build_classifier
+    from aa_ssl.fixmatch import FixMatch
+
+    def make(pretrained, **options):
+        context = TrainingContext(Accelerator(cpu=True), 3, total_steps=10, batch_size=2, pretrained_backbone=pretrained, seed=0)
+        return FixMatch(FixMatch.Options(**options), build_classifier(ModelConfig(), 3, 1), context)
+
+    paper = make(False)
+    assert paper.unlabelled_views == ("weak", "strong") and paper.unlabelled_includes_labelled
+    assert paper.ema.warmup and paper.ema.current_decay() == 0.0  # warm-up: the average starts as a copy
+    assert {g["lr"] for g in paper.update.optimizer.param_groups} == {0.03}
+    pretrained = make(True)  # the FixMatch-for-UDA rate, backbone at a tenth
+    assert sorted({round(g["lr"], 6) for g in pretrained.update.optimizer.param_groups}) == [0.0003, 0.003]
+    deviating = make(False, ema_warmup=False, unlabelled="unconfident")
+    assert not deviating.unlabelled_includes_labelled
+    assert deviating.ema.current_decay() == 0.999  # the reference's constant decay

@@ -15,7 +15,7 @@ def test_builtin_plugins_are_discovered_through_entry_points():
     assert plugins["aa-prompters"]["names"] == {"prompter": ["template"]}
     assert plugins["aa-generators"]["names"] == {"generator": ["glyph"]}
     assert plugins["aa-uda"]["names"] == {"uda": ["dann"]}
-    assert plugins["aa-ssl"]["names"] == {"ssl": ["fixmatch"]}
+    assert plugins["aa-ssl"]["names"] == {"ssl": ["fixmatch", "mixmatch"]}
     assert all(p["status"] == "loaded" and p["builtin"] for p in plugins.values())
 
 
@@ -48,7 +48,7 @@ def test_strict_mode_reraises_a_broken_plugin():
 def test_selecting_a_name_of_a_failed_plugin_is_unknown():
     proc = aa("run", "--ssl", "brokenmatch", fakes=["broken"])
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1] == "error: unknown ssl 'brokenmatch'. Choose one of: fixmatch"
+    assert proc.stderr.strip().splitlines()[-1] == "error: unknown ssl 'brokenmatch'. Choose one of: fixmatch, mixmatch"
 
 
 def test_disable_env_var_turns_named_plugins_off():

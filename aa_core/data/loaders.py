@@ -44,14 +44,20 @@ class Loaders:
             batch_size=batch_size,
             shuffle=sampler is None,
             sampler=sampler,
-            drop_last=len(dataset) >= batch_size,
+            # a short last batch is dropped only while every process still gets a whole one
+            drop_last=len(dataset) >= batch_size * self.accelerator.num_processes,
             num_workers=self.num_workers,
             generator=torch.Generator().manual_seed(self.seed),
             persistent_workers=self.num_workers > 0,
         )
         loader = self.accelerator.prepare_data_loader(loader)
         while True:
-            yield from loader
+            drawn = 0
+            for batch in loader:
+                drawn += 1
+                yield batch
+            if not drawn:  # looping on would spin for ever while the other processes wait
+                raise AAError(f"a training set of {len(dataset)} images gives this process no batch of {batch_size}")
 
     def once(self, dataset: Dataset, batch_size: int, *, indices: bool = False) -> Iterator:
         """The whole dataset once, in order, on this process's device (not sharded)."""

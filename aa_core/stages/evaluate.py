@@ -41,6 +41,23 @@ def accuracy(predicted: torch.Tensor, labels: list[int], indices: list[int]) -> 
     return round((predicted[index] == torch.tensor(labels)[index]).float().mean().item(), 4)
 
 
+def split_report(ctx: StageContext) -> dict:
+    """The refine stage's split statistics, and (report only) how many of its pseudo-labels are right."""
+    report = json.loads(ctx.folder.split_stats.read_text())
+    target = ctx.target
+    if target.labels is None:
+        return report
+    with open(ctx.folder.split, newline="") as f:
+        rows = list(csv.DictReader(f))
+    confident = [i for i, row in enumerate(rows) if row["confident"] == "1"]
+    pseudo = torch.tensor([ctx.categories.index(row["pseudo_label"]) for row in rows])
+    for key, part in (("pseudo_label_accuracy", set(target.test)), ("dev_pseudo_label_accuracy", target.dev)):
+        chosen = [i for i in confident if i in part]
+        if chosen:
+            report[key] = accuracy(pseudo, target.labels, chosen)
+    return report
+
+
 def run(ctx: StageContext) -> None:
     accelerator = ctx.accelerator
     target = ctx.target
@@ -74,4 +91,6 @@ def run(ctx: StageContext) -> None:
         metrics["dev_images"] = len(target.dev)
     if target.unreadable:
         metrics["unreadable_target_images"] = len(target.unreadable)
+    if ctx.active("ssl"):
+        metrics["split"] = split_report(ctx)
     write_atomic(ctx.folder.metrics, json.dumps(metrics, indent=2))

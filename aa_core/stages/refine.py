@@ -1,29 +1,38 @@
 """Stage 3, intra-domain transfer: split the target by confidence, then SSL on the target alone.
 
-The adapted model predicts every target image; the confident part per class becomes labelled
-by its pseudo-labels (``split.csv``), the rest unlabelled, the synthetic source is dropped, and
-the SSL algorithm refines the classifier -> ``refine.safetensors``.
+The adapted model predicts every target image (plain, and ``refine.views`` weak views); the
+confident part per class becomes labelled by its pseudo-labels (``split.csv``; label-free
+statistics in ``split.json``), the rest unlabelled, the synthetic source is dropped, and the SSL
+algorithm refines the classifier -> ``refine.safetensors``.
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import logging
 
 import torch
 from torch.utils.data import Subset
 
-from aa_core.confident_split import ConfidentSplit
+from aa_core.confident_split import ConfidentSplit, Split
 from aa_core.contracts import SSLBatch
 from aa_core.data.input_format import InputFormat
 from aa_core.data.loaders import Loaders
 from aa_core.data.prepared import Prepared
 from aa_core.data.views import Views
 from aa_core.errors import AAError
+from aa_core.run_folder import write_atomic
 from aa_core.stages.adapt import adapted_predictor, training_context
 from aa_core.stages.context import StageContext
 from aa_core.training.loop import run_steps
 from aa_core.training.predict import predict_probabilities
 from aa_core.training.weights import load_weights, save_weights
+
+logger = logging.getLogger("aa")
+
+# below this mean score, the confident part is likely to hand SSL many wrong labels (docs/split.md)
+RELIABLE_SCORE = 0.88
 
 
 def inputs(ctx: StageContext) -> dict:
@@ -44,29 +53,58 @@ def ssl_batches(labelled, unlabelled):
         yield SSLBatch(x_l=tuple(l_batch[:-1]), y_l=l_batch[-1], x_u=x_u)
 
 
+def split_target(ctx: StageContext, predictor, images) -> tuple[Split, dict]:
+    """The confident split, and its label-free statistics (how far to trust it)."""
+    r, fmt, accelerator = ctx.config.refine, InputFormat(ctx.config.data), ctx.accelerator
+    plain = predict_probabilities(predictor, Views(images, [fmt.plain()]), accelerator)
+    torch.manual_seed(ctx.config.seed)  # the weak views' draws
+    views = [predict_probabilities(predictor, Views(images, [fmt.weak()]), accelerator) for _ in range(r.views)]
+    split = ConfidentSplit(r.strategy, r.confident_fraction, r.threshold, r.top_k, r.min_per_class)(plain, views)
+    agree = torch.ones(len(plain), dtype=torch.bool)
+    for view in views:
+        agree &= view.argmax(dim=1) == split.predicted
+    counts = torch.bincount(split.pseudo_labels, minlength=len(ctx.categories)).tolist()
+    stats = {
+        "strategy": r.strategy,
+        "selected": len(split.confident),
+        "selected_per_class": dict(zip(ctx.categories, counts)),
+        "agreement": round(agree.float().mean().item(), 4),  # predictions unchanged under every weak view
+        "selected_score": round(split.score[split.confident].mean().item(), 4),
+    }
+    stats["reliable"] = stats["selected_score"] >= RELIABLE_SCORE
+    return split, stats
+
+
 def run(ctx: StageContext) -> None:
     config, folder, accelerator = ctx.config, ctx.folder, ctx.accelerator
     fmt = InputFormat(config.data)
     target = ctx.target
     predictor = accelerator.prepare_model(adapted_predictor(ctx), evaluation_mode=True)
     images = Prepared(target.images(), fmt.prepare())
-    probabilities = predict_probabilities(predictor, Views(images, [fmt.plain()]), accelerator)
-    split = ConfidentSplit(config.refine.confident_fraction)(probabilities)
-    if len(split.unconfident) == 0:
-        raise AAError("refine.confident_fraction leaves no unlabelled target images; set it below 1")
-    if ctx.is_main:
-        write_split(ctx, target.names, probabilities, split)
-
-    steps = config.train.refine_steps
+    split, stats = split_target(ctx, predictor, images)
+    if not stats["reliable"]:
+        logger.warning(
+            "the confident part looks unreliable: its images score %.2f on average (below %.2f) and %.0f%% of target "
+            "predictions hold under weak views; refining may not help (try a stronger adapter, or --ssl none)",
+            stats["selected_score"], RELIABLE_SCORE, 100 * stats["agreement"],
+        )  # fmt: skip
     cls, options = ctx.implementation("ssl")
+    steps = config.train.refine_steps
     algorithm = cls(options, accelerator.unwrap_model(predictor), training_context(ctx, steps))
+    unlabelled_set = torch.arange(len(images)) if algorithm.unlabelled_includes_labelled else split.unconfident
+    if len(unlabelled_set) == 0:
+        raise AAError("the confident split leaves no unlabelled target images; lower refine.confident_fraction or refine.top_k")
+    if ctx.is_main:
+        write_split(ctx, target.names, split)
+        write_atomic(folder.split_stats, json.dumps(stats, indent=2))
+
     loaders = Loaders(accelerator, config.seed, config.data.num_workers)
     labelled = Views(
         Subset(images, split.confident.tolist()),
         [fmt.view(v) for v in algorithm.labelled_views],
         labels=split.pseudo_labels.tolist(),
     )
-    unlabelled = Views(Subset(images, split.unconfident.tolist()), [fmt.view(v) for v in algorithm.unlabelled_views])
+    unlabelled = Views(Subset(images, unlabelled_set.tolist()), [fmt.view(v) for v in algorithm.unlabelled_views])
     batches = ssl_batches(
         loaders(labelled, config.train.batch_size), loaders(unlabelled, algorithm.unlabelled_batch_size())
     )
@@ -74,11 +112,11 @@ def run(ctx: StageContext) -> None:
     save_weights(algorithm.predictor(), folder.weights("refine"), accelerator)
 
 
-def write_split(ctx: StageContext, names: list[str], probabilities: torch.Tensor, split) -> None:
+def write_split(ctx: StageContext, names: list[str], split: Split) -> None:
+    """``split.csv``: each image's predicted class (its pseudo-label where confident) and score."""
     confident = set(split.confident.tolist())
-    confidence, predicted = probabilities.max(dim=1)
     with open(ctx.folder.split, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["image", "pseudo_label", "confidence", "confident"])
+        writer.writerow(["image", "pseudo_label", "score", "confident"])
         for i, name in enumerate(names):
-            writer.writerow([name, ctx.categories[predicted[i]], f"{confidence[i]:.4f}", int(i in confident)])
+            writer.writerow([name, ctx.categories[split.predicted[i]], f"{split.score[i]:.4f}", int(i in confident)])

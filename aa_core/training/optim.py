@@ -30,27 +30,43 @@ def _is_decayed(name: str, parameter: torch.nn.Parameter) -> bool:
     return parameter.ndim > 1 and not name.endswith(".bias")
 
 
+def param_groups(
+    modules: dict[str, torch.nn.Module],
+    lr: float,
+    weight_decay: float,
+    backbone_lr_mult: float,
+    context,
+    *,
+    decay_norm_and_bias: bool = True,
+) -> list[dict]:
+    """Parameter groups of ``modules`` (name -> module) for any torch optimizer.
+
+    The module named ``backbone`` learns at ``backbone_lr_mult`` of ``lr`` when pretrained; with
+    ``decay_norm_and_bias=False``, one-dimensional parameters (biases, norm weights) get no
+    weight decay.
+    """
+    groups = []
+    for module_name, module in modules.items():
+        mult = backbone_lr_mult if module_name == "backbone" and context.pretrained_backbone else 1.0
+        named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        if decay_norm_and_bias:
+            split = {weight_decay: [p for _, p in named]}
+        else:
+            split = {weight_decay: [p for n, p in named if _is_decayed(n, p)]}
+            split[0.0] = [p for n, p in named if not _is_decayed(n, p)]
+        groups += [{"params": ps, "lr": lr * mult, "weight_decay": wd} for wd, ps in split.items() if ps]
+    return groups
+
+
 def sgd(
     modules: dict[str, torch.nn.Module], options: SGDOptions, context, *, decay_norm_and_bias: bool = True
 ) -> torch.optim.SGD:
-    """SGD over ``modules`` (name -> module); the one named ``backbone`` is slowed when pretrained.
-
-    With ``decay_norm_and_bias=False``, one-dimensional parameters (biases, norm weights) get
-    no weight decay.
-    """
+    """SGD over ``param_groups(modules, ...)`` with ``options``."""
     import torch
 
-    groups = []
-    for module_name, module in modules.items():
-        mult = options.backbone_lr_mult if module_name == "backbone" and context.pretrained_backbone else 1.0
-        named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
-        if decay_norm_and_bias:
-            split = {options.weight_decay: [p for _, p in named]}
-        else:
-            split = {options.weight_decay: [p for n, p in named if _is_decayed(n, p)]}
-            split[0.0] = [p for n, p in named if not _is_decayed(n, p)]
-        groups += [{"params": ps, "lr": options.lr * mult, "weight_decay": wd} for wd, ps in split.items() if ps]
-    return torch.optim.SGD(groups, lr=options.lr, momentum=options.momentum, nesterov=options.nesterov)
+    o = options
+    groups = param_groups(modules, o.lr, o.weight_decay, o.backbone_lr_mult, context, decay_norm_and_bias=decay_norm_and_bias)
+    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
 
 
 class Update:
