@@ -17,16 +17,11 @@ per seed and whether refine is within 1 point of adapt or above it.
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from seeded_runs import parse, seeded_runs
 
 SIZE = 28  # the images on disk
 TRAIN_SIZE = 16  # the input format they are trained at
@@ -71,27 +66,17 @@ def build(root: Path) -> tuple[Path, Path]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--keep", type=Path, help="keep the data and run folders under this folder")
-    parser.add_argument("aa_args", nargs="*", help="extra arguments for `aa run` (after --)")
-    args = parser.parse_args()
-    root = args.keep or Path(tempfile.mkdtemp(prefix="aa-harder-"))
+    args, root = parse(__doc__)
     source, target = build(root / "data")
     # trained at 16x16 and 1,000 adaptation steps: a run takes minutes on 2 CPU cores, not half an hour
     fixed = ["--source", str(source), "--target", str(target), "--set", f"data.image_size={TRAIN_SIZE}", "--set", "data.channels=3",
              "--set", "data.fill=0", "--set", "data.dev_fraction=0.5", "--set", "train.steps=1000"]  # fmt: skip
     print(f"{'seed':>4} {'seconds':>8} {'source':>7} {'adapt':>6} {'refine':>6}  pseudo-labels right  reliable  refine >= adapt - 0.01")
-    for seed in args.seeds:
-        out = root / f"seed{seed}"
-        started = time.perf_counter()
-        cmd = [sys.executable, "-m", "aa_cli.main", "run", "--seed", str(seed), "--out", str(out), *fixed, *args.aa_args]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        metrics = json.loads((out / "metrics.json").read_text())
+    for seed, seconds, metrics in seeded_runs(root, args.seeds, [*fixed, *args.aa_args]):
         acc, split = metrics["target_accuracy"], metrics.get("split", {})
         refine = acc.get("refine", float("nan"))
         print(
-            f"{seed:>4} {time.perf_counter() - started:>8.1f} {acc['source_only']:>7.4f} {acc['adapt']:>6.4f} {refine:>6.4f}"
+            f"{seed:>4} {seconds:>8.1f} {acc['source_only']:>7.4f} {acc['adapt']:>6.4f} {refine:>6.4f}"
             f"  {split.get('pseudo_label_accuracy', float('nan')):>19.4f}  {str(split.get('reliable', '-')):>8}"
             f"  {'yes' if refine >= acc['adapt'] - 0.01 else 'NO'}"
         )
