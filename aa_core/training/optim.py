@@ -72,6 +72,9 @@ def sgd(
 class Update:
     """``update(loss)``: zero the gradients, back-propagate through accelerate, step, schedule.
 
+    ``optimizer`` may be a list: one loss then updates several parameter sets at once (MCD's
+    first step updates its feature extractor and its classifiers, each with its optimizer).
+
     Example::
 
         self.update = Update(optimizer, context.accelerator, scheduler)
@@ -79,13 +82,19 @@ class Update:
     """
 
     def __init__(self, optimizer, accelerator, scheduler=None):
-        self.optimizer = optimizer
+        self.optimizers = list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer]
         self.accelerator = accelerator
         self.scheduler = scheduler
 
+    @property
+    def optimizer(self):
+        return self.optimizers[0]
+
     def __call__(self, loss: torch.Tensor) -> None:
-        self.optimizer.zero_grad()
+        for optimizer in self.optimizers:
+            optimizer.zero_grad()
         self.accelerator.backward(loss)
-        self.optimizer.step()
+        for optimizer in self.optimizers:
+            optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()

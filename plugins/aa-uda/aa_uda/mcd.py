@@ -1,0 +1,126 @@
+"""MCD: maximum classifier discrepancy (Saito et al., 2018).
+
+A feature extractor :math:`G` (backbone and bottleneck) and two classifiers :math:`C_1, C_2`,
+with the discrepancy of their target predictions
+
+.. math:: d(x_t) = \\frac{1}{K} \\sum_{k=1}^{K} \\big| p_1(y{=}k \\mid x_t) - p_2(y{=}k \\mid x_t) \\big|,
+    \\qquad p_i = \\mathrm{softmax}(C_i(G(x)))
+
+(averaged over the batch). Each iteration takes three kinds of update:
+
+A. :math:`\\min_{G, C_1, C_2}\\ \\mathrm{CE}(p_1(x_s), y_s) + \\mathrm{CE}(p_2(x_s), y_s)`;
+B. :math:`\\min_{C_1, C_2}\\ \\mathrm{CE}(p_1(x_s), y_s) + \\mathrm{CE}(p_2(x_s), y_s) - d(x_t)`:
+   the classifiers disagree as much as they can on the target while staying right on the source;
+C. ``num_k`` times :math:`\\min_G\\ d(x_t)`: the features move the target where they agree.
+
+Each classifier is the reference's MLP: Dropout-Linear-BN-ReLU-Dropout-Linear-BN-ReLU-Dropout-
+Linear. Adam (lr 2e-4, weight decay 5e-4) for :math:`G` and for the classifiers, as
+mil-tokyo/MCD_DA's digits setting. Predictions come from the sum of both classifiers'
+probabilities: the predictor's head returns :math:`\\log\\frac12(p_1 + p_2)`, so a following SSL
+algorithm trains both classifiers through it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from aa_core.api import TrainingContext, UDAAlgorithm, UDABatch, Update
+
+
+def discrepancy(logits_1: torch.Tensor, logits_2: torch.Tensor) -> torch.Tensor:
+    """:math:`d` above: the mean absolute difference of the two softmax outputs."""
+    return (logits_1.softmax(dim=1) - logits_2.softmax(dim=1)).abs().mean()
+
+
+class MCDClassifier(nn.Sequential):
+    """One of MCD's two classifiers: Dropout-Linear-BN-ReLU-Dropout-Linear-BN-ReLU-Dropout-Linear."""
+
+    def __init__(self, in_features: int, num_classes: int, hidden: int, dropout: float):
+        super().__init__(
+            nn.Dropout(dropout), nn.Linear(in_features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+            nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+            nn.Dropout(dropout), nn.Linear(hidden, num_classes),
+        )  # fmt: skip
+
+
+class SumOfClassifiers(nn.Module):
+    """The predictor's head: :math:`\\log \\frac12 (p_1 + p_2)` from the two classifiers' logits."""
+
+    def __init__(self, c1: nn.Module, c2: nn.Module):
+        super().__init__()
+        self.c1, self.c2 = c1, c2
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return ((self.c1(f).softmax(dim=1) + self.c2(f).softmax(dim=1)) / 2).clamp_min(1e-12).log()
+
+
+class MCDOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    num_k: int = Field(4, ge=1, description="updates of the feature extractor per iteration (step C)")
+    lr: float = Field(2e-4, gt=0, description="Adam's learning rate, for G and for the classifiers")
+    weight_decay: float = Field(5e-4, ge=0)
+    hidden: int = Field(256, ge=1, description="width of each classifier's hidden layers")
+    dropout: float = Field(0.5, ge=0, lt=1, description="dropout before each classifier layer")
+
+
+class MCD(UDAAlgorithm):
+    """Two classifiers that disagree on the target, features that make them agree."""
+
+    Options = MCDOptions
+
+    @classmethod
+    def build_predictor(cls, classifier, options: MCDOptions) -> nn.Module:
+        def head() -> MCDClassifier:
+            return MCDClassifier(classifier.features_dim, classifier.num_classes, options.hidden, options.dropout)
+
+        classifier.head = SumOfClassifiers(head(), head())
+        return classifier
+
+    def __init__(self, options: MCDOptions, classifier, context: TrainingContext):
+        super().__init__(options, classifier, context)
+        self.network = self.build_predictor(classifier, options)  # the source-only head is replaced
+        accelerator = context.accelerator
+        extractor = nn.Sequential(classifier.backbone, classifier.bottleneck)
+        opt_g = torch.optim.Adam(extractor.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+        opt_c = torch.optim.Adam(classifier.head.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+        self.g, self.c1, self.c2, opt_g, opt_c = accelerator.prepare(extractor, classifier.head.c1, classifier.head.c2, opt_g, opt_c)
+        self.update_all = Update([opt_g, opt_c], accelerator)
+        self.update_g, self.update_c = Update(opt_g, accelerator), Update(opt_c, accelerator)
+
+    def source_loss(self, f_s: torch.Tensor, y_s: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.c1(f_s), y_s) + F.cross_entropy(self.c2(f_s), y_s)
+
+    def fit_source(self, batch: UDABatch) -> torch.Tensor:
+        """A: the extractor and both classifiers on the source."""
+        loss = self.source_loss(self.g(batch.x_s), batch.y_s)
+        self.update_all(loss)
+        return loss
+
+    def maximise_discrepancy(self, batch: UDABatch) -> torch.Tensor:
+        """B: the classifiers disagree on the target as much as they can, staying right on the source."""
+        n = len(batch.x_s)
+        with torch.no_grad():
+            f = self.g(torch.cat([batch.x_s, batch.x_t]))
+        gap = discrepancy(self.c1(f[n:]), self.c2(f[n:]))
+        self.update_c(self.source_loss(f[:n], batch.y_s) - gap)
+        return gap
+
+    def minimise_discrepancy(self, batch: UDABatch) -> torch.Tensor:
+        """C: the extractor moves the target where the classifiers agree (their gradients are zeroed before they next step)."""
+        f_t = self.g(batch.x_t)
+        gap = discrepancy(self.c1(f_t), self.c2(f_t))
+        self.update_g(gap)
+        return gap
+
+    def train_step(self, batch: UDABatch, step: int) -> dict[str, float]:
+        source = self.fit_source(batch)
+        widest = self.maximise_discrepancy(batch)
+        for _ in range(self.options.num_k):
+            narrowed = self.minimise_discrepancy(batch)
+        return {"source": source.item(), "discrepancy_max": widest.item(), "discrepancy_min": narrowed.item()}
+
+    def predictor(self) -> nn.Module:
+        return self.network
