@@ -89,7 +89,7 @@ class DataConfig(Section):
 
 class ModelConfig(Section):
     backbone: str = "aa_small_cnn"  # any timm model name
-    pretrained: bool = False
+    pretrained: bool | str = False  # true: timm's weights from the hub; a path: a local checkpoint
     bottleneck_dim: int = Field(256, ge=1)
 
 

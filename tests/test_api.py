@@ -160,3 +160,19 @@ def test_ssl_views_may_be_declared_per_instance():
     assert algorithm.unlabelled_views == ("weak",) * 4 and KViews.unlabelled_views == ("weak", "strong")
     fmt = InputFormat(DataConfig())
     assert len([fmt.view(v) for v in algorithm.unlabelled_views]) == 4
+
+
+def test_a_pretrained_backbone_loads_from_a_local_checkpoint(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    source = timm.create_model("test_resnet", num_classes=10)  # a checkpoint with its own classifier
+    save_file(source.state_dict(), tmp_path / "weights.safetensors")
+    model = ModelConfig(backbone="test_resnet", pretrained=str(tmp_path / "weights.safetensors"))
+    classifier = build_classifier(model, num_classes=3, channels=1)
+    loaded = classifier.backbone.state_dict()
+    assert torch.equal(loaded["layer1.0.conv1.weight"], source.state_dict()["layer1.0.conv1.weight"])
+    assert torch.allclose(loaded["conv1.0.weight"], source.state_dict()["conv1.0.weight"].sum(dim=1, keepdim=True))  # 3 -> 1 channel
+    assert classifier.head.out_features == 3
+    with pytest.raises(AAError, match=f"checkpoint {tmp_path / 'missing.pth'} does not exist"):
+        build_classifier(ModelConfig(backbone="test_resnet", pretrained=str(tmp_path / "missing.pth")), 3, 1)

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -37,18 +39,24 @@ class ImageClassifier(nn.Module):
         return (self.head(f), f) if with_features else self.head(f)
 
 
-def build_classifier(model: ModelConfig, num_classes: int, channels: int, pretrained: bool | None = None) -> ImageClassifier:
+def build_classifier(model: ModelConfig, num_classes: int, channels: int, pretrained: bool | str | None = None) -> ImageClassifier:
     """A fresh classifier; ``model.backbone`` is a timm name, pretrained weights load through timm.
 
-    ``pretrained=False`` skips loading weights that are about to be replaced by saved ones.
+    ``model.pretrained`` is true for the model's own weights (the hub), or the path of a local
+    checkpoint (safetensors or a torch state dict) for the same architecture; timm drops its
+    classifier and adapts its first layer to ``channels``. ``pretrained=False`` skips loading
+    weights that are about to be replaced by saved ones.
     """
     import timm
 
     import aa_core.models.small_cnn  # noqa: F401  (registers aa_small_cnn with timm)
 
     pretrained = model.pretrained if pretrained is None else pretrained
+    local = {"pretrained_cfg_overlay": {"file": str(pretrained)}} if isinstance(pretrained, str) else {}
+    if local and not Path(pretrained).is_file():
+        raise AAError(f"checkpoint {pretrained} does not exist; set model.pretrained to a checkpoint file, true (the hub's) or false")
     try:
-        backbone = timm.create_model(model.backbone, pretrained=pretrained, num_classes=0, in_chans=channels)
+        backbone = timm.create_model(model.backbone, pretrained=bool(pretrained), num_classes=0, in_chans=channels, **local)
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
             raise AAError(f"unknown backbone '{model.backbone}'; use a timm model name (timm.list_models())") from None

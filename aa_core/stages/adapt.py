@@ -30,7 +30,11 @@ def source_inputs(ctx: StageContext) -> dict:
     c = ctx.config
     train = c.train.model_dump(include={"batch_size", "mixed_precision"})
     data = c.data.model_dump(exclude={"num_workers", "dev_fraction"})
-    return {"seed": c.seed, "data": data, "model": c.model.model_dump(), "train": train, "source_only": c.source_only.model_dump()}
+    model = c.model.model_dump()
+    if isinstance(c.model.pretrained, str):  # a local checkpoint: its contents, not only its name
+        checkpoint = Path(c.model.pretrained)
+        model["checkpoint"] = fingerprint([checkpoint.stat().st_size, checkpoint.stat().st_mtime_ns]) if checkpoint.is_file() else ""
+    return {"seed": c.seed, "data": data, "model": model, "train": train, "source_only": c.source_only.model_dump()}
 
 
 def inputs(ctx: StageContext) -> dict:
@@ -53,7 +57,7 @@ def training_context(ctx: StageContext, steps: int) -> TrainingContext:
         num_classes=len(ctx.categories),
         total_steps=steps,
         batch_size=ctx.config.train.batch_size,
-        pretrained_backbone=ctx.config.model.pretrained,
+        pretrained_backbone=bool(ctx.config.model.pretrained),
         seed=ctx.config.seed,
     )
 
