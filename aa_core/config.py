@@ -97,6 +97,8 @@ class TrainConfig(Section):
     batch_size: int = Field(32, ge=1)
     steps: int = Field(3000, ge=0)  # adaptation (UDA) steps
     refine_steps: int = Field(500, ge=0)  # SSL steps on the target
+    select: Literal["last", "entropy", "infomax", "snd"] = "last"  # which adaptation checkpoint, without labels
+    select_every: int = Field(500, ge=1)  # steps between checkpoints the criterion scores
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
 
 

@@ -43,6 +43,7 @@ class RunFolder:
         self.source = self.root / "source"
         self.split = self.root / "split.csv"
         self.split_stats = self.root / "split.json"
+        self.selection = self.root / "selection.json"
         self.predictions = self.root / "predictions.csv"
         self.metrics = self.root / "metrics.json"
         self.log = self.root / "train_log.jsonl"

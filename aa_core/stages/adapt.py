@@ -7,6 +7,7 @@ first part. The source-only model is kept and reused while only the UDA algorith
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -19,10 +20,12 @@ from aa_core.data.prepared import Prepared
 from aa_core.data.target import Images
 from aa_core.data.views import Views
 from aa_core.models.classifier import build_classifier
-from aa_core.run_folder import fingerprint, folder_digest
+from aa_core.run_folder import fingerprint, folder_digest, write_atomic
+from aa_core.selection import CheckpointSelector
 from aa_core.source_only import SourceOnly
 from aa_core.stages.context import StageContext
 from aa_core.training.loop import run_steps
+from aa_core.training.predict import predict_probabilities
 from aa_core.training.weights import load_weights, save_weights
 
 
@@ -46,6 +49,7 @@ def inputs(ctx: StageContext) -> dict:
         "source_only": source_inputs(ctx),
         "folders": folders,
         "steps": ctx.config.train.steps,
+        "select": ctx.config.train.model_dump(include={"select", "select_every"}),
         "uda": ctx.config.uda.model_dump(),
         "impl": ctx.version("uda"),
     }
@@ -108,5 +112,27 @@ def run(ctx: StageContext) -> None:
         return
     cls, options = ctx.implementation("uda")
     algorithm = cls(options, classifier, training_context(ctx, config.train.steps))
-    run_steps(algorithm.train_step, algorithm.batches(data), config.train.steps, accelerator, config.uda.name, folder.log)
+    selector, checkpoint = selection(ctx, algorithm, Views(Prepared(ctx.target.images(), fmt.prepare()), [fmt.plain()]))
+    steps = config.train.steps
+    run_steps(
+        algorithm.train_step, algorithm.batches(data), steps, accelerator, config.uda.name, folder.log,
+        checkpoint_every=config.train.select_every, on_checkpoint=checkpoint,
+    )  # fmt: skip
+    if selector:
+        selector.restore(accelerator.unwrap_model(algorithm.predictor()))
+        if ctx.is_main:
+            write_atomic(folder.selection, json.dumps(selector.record(), indent=2))
     save_weights(algorithm.predictor(), folder.weights("adapt"), accelerator)
+
+
+def selection(ctx: StageContext, algorithm, target_views):
+    """A checkpoint selector and its callback, or (None, None) when the last step's model is kept."""
+    if ctx.config.train.select == "last":
+        return None, None
+    selector = CheckpointSelector(ctx.config.train.select)
+
+    def checkpoint(step: int) -> None:
+        predictor = algorithm.predictor()
+        selector.offer(step, predict_probabilities(predictor, target_views, ctx.accelerator), ctx.accelerator.unwrap_model(predictor))
+
+    return selector, checkpoint

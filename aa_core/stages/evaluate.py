@@ -93,4 +93,6 @@ def run(ctx: StageContext) -> None:
         metrics["unreadable_target_images"] = len(target.unreadable)
     if ctx.active("ssl"):
         metrics["split"] = split_report(ctx)
+    if ctx.config.train.select != "last" and ctx.active("uda"):
+        metrics["model_selection"] = json.loads(ctx.folder.selection.read_text())
     write_atomic(ctx.folder.metrics, json.dumps(metrics, indent=2))

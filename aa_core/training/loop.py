@@ -22,8 +22,14 @@ def run_steps(
     desc: str,
     log_file: Path | None = None,
     log_every: int = 50,
+    checkpoint_every: int = 0,
+    on_checkpoint: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
-    """Call ``step_fn(batch, step)`` ``steps`` times; log its scalars every ``log_every`` steps."""
+    """Call ``step_fn(batch, step)`` ``steps`` times; log its scalars every ``log_every`` steps.
+
+    With ``on_checkpoint``, call it with the number of steps done every ``checkpoint_every``
+    steps and after the last one.
+    """
     logs: dict[str, float] = {}
     main = accelerator.is_main_process
     hook = plugin_manager().hook
@@ -39,6 +45,8 @@ def run_steps(
                     hook.aa_log(stage=desc, step=step, scalars=logs)
                 if log:
                     log.write(json.dumps({"stage": desc, "step": step, **logs}) + "\n")
+            if on_checkpoint and ((step + 1) % checkpoint_every == 0 or step == steps - 1):
+                on_checkpoint(step + 1)
     finally:
         bar.close()
         if log:
