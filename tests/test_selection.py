@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
+from conftest import aa, read_json
 
 from aa_core.selection import CheckpointSelector, score
-from conftest import aa, read_json
 
 CONFIDENT = torch.tensor([[0.9, 0.1], [0.1, 0.9]])
 COLLAPSED = torch.tensor([[0.9, 0.1], [0.9, 0.1]])
