@@ -84,14 +84,13 @@ def preflight(ctx: StageContext) -> None:
     for tracker in config.track.trackers:
         check_tracker(tracker)
     target = ctx.target  # scans the target folder: a bad one fails here
-    if target.unreadable:
+    if target.unreadable and ctx.is_main:
         shown = ", ".join(target.unreadable[:3]) + (", ..." if len(target.unreadable) > 3 else "")
         logger.warning(
             "skipped %d unreadable target image(s) in %s: %s (listed in %s)",
             len(target.unreadable), target.root, shown, ctx.folder.unreadable,
         )  # fmt: skip
-        if ctx.is_main:
-            write_atomic(ctx.folder.unreadable, "".join(name + "\n" for name in target.unreadable))
+        write_atomic(ctx.folder.unreadable, "".join(name + "\n" for name in target.unreadable))
     if config.data.source is not None:
         open_image_folder(config.data.source, config.task.categories, labelled=True)
     import torch

@@ -82,7 +82,7 @@ def run(ctx: StageContext) -> None:
     predictor = accelerator.prepare_model(adapted_predictor(ctx), evaluation_mode=True)
     images = Prepared(target.images(), fmt.prepare())
     split, stats = split_target(ctx, predictor, images)
-    if not stats["reliable"]:
+    if not stats["reliable"] and ctx.is_main:
         logger.warning(
             "the confident part looks unreliable: its images score %.2f on average (below %.2f) and %.0f%% of target "
             "predictions hold under weak views; refining may not help (try a stronger adapter, or --ssl none)",
