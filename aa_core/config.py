@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from aa_core.errors import ConfigError
-from aa_core.kinds import KINDS
+from aa_core.kinds import KINDS, NONE
 from aa_core.training.optim import SGDOptions
 
 DIGITS = [str(d) for d in range(10)]
@@ -224,9 +224,13 @@ def load_config(
     for layer in layers:
         merge(data, layer)
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(describe(exc)) from None
+    for kind in KINDS.values():
+        if not kind.optional and getattr(config, kind.section).name == NONE:
+            raise ConfigError(f"invalid config: {kind.section}.name: the {kind.name} cannot be {NONE}; name one (`aa plugins` lists them)")
+    return config
 
 
 def merge(into: dict, layer: dict) -> None:

@@ -118,6 +118,12 @@ def test_naming_another_implementation_in_any_layer_drops_the_preset_options():
     assert load_config(sets=["uda.name=dann"]).uda.options() == {"trade_off": 0.1}
 
 
+def test_only_optional_kinds_may_be_none():
+    assert load_config(flags={"uda": "none", "ssl": "none"}).uda.name == "none"
+    with pytest.raises(ConfigError, match="invalid config: generator.name: the generator cannot be none"):
+        load_config(flags={"generator": "none"})
+
+
 def test_source_only_training_has_its_own_section():
     config = load_config(sets=["source_only.steps=7", "source_only.lr=0.05"])
     assert (config.source_only.steps, config.source_only.lr, config.source_only.momentum) == (7, 0.05, 0.9)
