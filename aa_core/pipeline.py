@@ -23,7 +23,6 @@ import yaml
 
 import aa_core
 from aa_core.config import Config
-from aa_core.data.image_folder import open_image_folder
 from aa_core.errors import AAError
 from aa_core.kinds import KINDS, NONE, chosen
 from aa_core.plugins import plugin_manager
@@ -92,7 +91,7 @@ def preflight(ctx: StageContext) -> None:
         )  # fmt: skip
         write_atomic(ctx.folder.unreadable, "".join(name + "\n" for name in target.unreadable))
     if config.data.source is not None:
-        open_image_folder(config.data.source, config.task.categories, labelled=True)
+        ctx.source  # noqa: B018  (scans a real source folder once: a bad one fails here)
     import torch
 
     with torch.device("meta"):  # the architecture (and pretrained weights' availability), no memory

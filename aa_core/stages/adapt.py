@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 
 from aa_core.contracts import TrainingContext, UDAData
-from aa_core.data.image_folder import ImageList, open_image_folder
 from aa_core.data.input_format import InputFormat
 from aa_core.data.loaders import Loaders
 from aa_core.data.prepared import Prepared
@@ -79,19 +78,15 @@ def adapted_predictor(ctx: StageContext) -> torch.nn.Module:
     return load_weights(predictor, ctx.folder.weights("adapt"))
 
 
-def source_images(ctx: StageContext) -> ImageList:
-    root = ctx.config.data.source or ctx.folder.source
-    return open_image_folder(root, ctx.categories, labelled=True)
-
-
 def run(ctx: StageContext) -> None:
     config, folder, accelerator = ctx.config, ctx.folder, ctx.accelerator
     fmt = InputFormat(config.data)
-    source = source_images(ctx)
+    source = ctx.source
     view = fmt.view(config.data.adapt_view)
+    target = Prepared(ctx.target.images(), fmt.prepare())  # decoded once, for training and selection
     data = UDAData(
         source=Views(Prepared(Images(source.paths), fmt.prepare()), [view], labels=source.labels),
-        target=Views(Prepared(ctx.target.images(), fmt.prepare()), [view]),
+        target=Views(target, [view]),
         loaders=Loaders(accelerator, config.seed, config.data.num_workers),
     )
 
@@ -112,7 +107,7 @@ def run(ctx: StageContext) -> None:
         return
     cls, options = ctx.implementation("uda")
     algorithm = cls(options, classifier, training_context(ctx, config.train.steps))
-    selector, checkpoint = selection(ctx, algorithm, Views(Prepared(ctx.target.images(), fmt.prepare()), [fmt.plain()]))
+    selector, checkpoint = selection(ctx, algorithm, Views(target, [fmt.plain()]))
     steps = config.train.steps
     run_steps(
         algorithm.train_step, algorithm.batches(data), steps, accelerator, config.uda.name, folder.log,

@@ -48,6 +48,14 @@ class StageContext:
         return open_target(self.config.data.target, self.categories, self.config.data.dev_fraction)
 
     @cached_property
+    def source(self):
+        """The labelled source images, scanned once per run: a real ``--source``, or the synthetic
+        source (read first by the adapt stage, after generation)."""
+        from aa_core.data.image_folder import open_image_folder
+
+        return open_image_folder(self.config.data.source or self.folder.source, self.categories, labelled=True)
+
+    @cached_property
     def accelerator(self):
         from accelerate.utils import set_seed
 
