@@ -20,7 +20,8 @@ Training helpers (they import torch on first use, so a hook module stays light):
     param_groups             the same groups, for any torch optimizer
     Update                   update(loss): zero-grad, backward, step, schedule
     EMA                      moving average of weights for prediction
-    lambda_lr, progress, inverse_decay, sigmoid_ramp, cosine_decay    schedules of progress p
+    lambda_lr, progress, inverse_decay, sigmoid_ramp, cosine_decay, warmup_cosine
+                             schedules of progress p
 
 Errors::
 
@@ -50,7 +51,7 @@ from aa_core.contracts import (
 )
 from aa_core.errors import AAError
 from aa_core.hookspecs import hookimpl
-from aa_core.training.schedules import cosine_decay, inverse_decay, lambda_lr, progress, sigmoid_ramp
+from aa_core.training.schedules import cosine_decay, inverse_decay, lambda_lr, progress, sigmoid_ramp, warmup_cosine
 
 if TYPE_CHECKING:  # for readers and type checkers; at run time they load on first use
     from aa_core.models.classifier import ImageClassifier
@@ -94,6 +95,7 @@ __all__ = [
     "progress",
     "sgd",
     "sigmoid_ramp",
+    "warmup_cosine",
 ]
 
 

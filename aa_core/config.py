@@ -88,7 +88,7 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    backbone: str = "aa_small_cnn"  # any timm model name
+    backbone: str | None = None  # any timm model name; none: the UDA algorithm's default_backbone, else aa_small_cnn
     pretrained: bool | str = False  # true: timm's weights from the hub; a path: a local checkpoint
     bottleneck_dim: int = Field(256, ge=1)
 

@@ -163,6 +163,8 @@ class TrainingAlgorithm(Implementation, ABC):
 
     # a timm backbone class the algorithm needs (e.g. "VisionTransformer"); others are refused
     requires_backbone: ClassVar[str | None] = None
+    # the timm model a UDA algorithm gets when the config names no model.backbone
+    default_backbone: ClassVar[str | None] = None
 
     def __init__(self, options: BaseModel, classifier: Classifier, context: TrainingContext):
         self.options = options

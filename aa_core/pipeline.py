@@ -58,6 +58,16 @@ def fingerprints(ctx: StageContext) -> dict[str, str]:
     return out
 
 
+def with_backbone(ctx: StageContext) -> None:
+    """A config that names no ``model.backbone`` gets the UDA algorithm's ``default_backbone``
+    (CDTrans: a tiny ViT), else ``aa_small_cnn``; config.yaml records the one chosen."""
+    from aa_core.models.classifier import DEFAULT_BACKBONE
+
+    if ctx.config.model.backbone is None:
+        uda = ctx.implementation("uda")[0] if ctx.active("uda") else None
+        ctx.config.model.backbone = getattr(uda, "default_backbone", None) or DEFAULT_BACKBONE
+
+
 def read_config(folder: RunFolder) -> dict:
     """The config a run folder was made with, less the derived record."""
     if not folder.config.exists():
@@ -121,7 +131,9 @@ def stale_from(folder: RunFolder, fps: dict[str, str], wanted: list[str]) -> lis
 def run(config: Config, root: str | Path, only: list[str] | None = None) -> dict:
     """Run the ``only`` stages (default: all active ones) in ``root``; return the metrics."""
     folder = RunFolder(root)
-    ctx = StageContext(config, folder)
+    ctx = StageContext(config.model_copy(deep=True), folder)
+    with_backbone(ctx)
+    config = ctx.config
     fps = fingerprints(ctx)
     inactive = [s for s in only or [] if s not in fps]
     if inactive:

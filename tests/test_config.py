@@ -129,3 +129,26 @@ def test_source_only_training_has_its_own_section():
     assert (config.source_only.steps, config.source_only.lr, config.source_only.momentum) == (7, 0.05, 0.9)
     with pytest.raises(ConfigError, match="source_only.stepz: unknown key"):
         load_config(sets=["source_only.stepz=7"])
+
+
+@pytest.mark.parametrize(("name", "classes"), [("office-31", 31), ("office-home", 65), ("visda-2017", 12), ("imageclef-da", 12)])
+def test_the_data_set_examples_load_with_every_uda_algorithm(tmp_path, name, classes):
+    """Each ready configuration validates, and its backbone (or DeiT, for CDTrans) passes every algorithm's check."""
+    import torch
+
+    from aa_core.config import implementation_options
+    from aa_core.models.classifier import build_classifier, check_backbone
+    from aa_core.plugins import plugin_manager
+
+    path = f"examples/datasets/{name}.yaml"
+    target = tmp_path / "target"
+    config = load_config(path, flags={"target": str(target)})
+    assert len(config.task.categories) == classes and config.data.dev_fraction == 0  # no digits preset leaks in
+    for uda in ("dann", "mcd", "symnets", "cdtrans"):
+        backbone = "deit_small_patch16_224" if uda == "cdtrans" else config.model.backbone
+        chosen = load_config(path, flags={"uda": uda}, sets=[f"model.backbone={backbone}", "model.pretrained=false"])
+        cls = plugin_manager().load("uda", uda)
+        implementation_options("uda", chosen.uda, cls)
+        with torch.device("meta"):
+            net = build_classifier(chosen.model, classes, chosen.data.channels).backbone
+        check_backbone(net, cls.requires_backbone, uda)

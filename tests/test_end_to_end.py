@@ -194,11 +194,13 @@ def test_mixmatch_refines_after_source_only_with_a_top_k_split(tmp_path, tiny_co
     assert yaml.safe_load((out / "config.yaml").read_text())["plugins"]["ssl"]["name"] == "mixmatch"
 
 
-@pytest.mark.parametrize("uda", ["mcd", "symnets"])
-def test_fixmatch_follows_an_algorithm_that_changes_the_head(tmp_path, tiny_config, small_target, uda):
-    """MCD predicts with two classifiers, SymNets with the target half of a 2K-wide one."""
+@pytest.mark.parametrize(("uda", "backbone"), [("mcd", "aa_small_cnn"), ("symnets", "aa_small_cnn"), ("cdtrans", "aa_vit_tiny")])
+def test_fixmatch_follows_an_algorithm_that_changes_the_network(tmp_path, tiny_config, small_target, uda, backbone):
+    """MCD predicts with two classifiers, SymNets with the target half of a 2K-wide one, CDTrans
+    with a transformer it trains three ways; a config without a backbone gets the algorithm's."""
     out = tmp_path / "run"
     aa("run", "--config", tiny_config, "--target", small_target, "--out", out, "--uda", uda, check=0)
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["uda"] == {"name": uda}  # the digits preset's DANN trade-off does not follow
+    assert config["model"]["backbone"] == backbone
     assert set(read_json(out / "metrics.json")["target_accuracy"]) == {"source_only", "adapt", "refine"}

@@ -1,6 +1,7 @@
 """The input format's views: plain once per image, weak and strong freshly drawn each time."""
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from torchvision import transforms as T
@@ -37,3 +38,17 @@ def test_weak_and_strong_views_vary_per_draw_within_the_input_range():
     assert len({d[1].numpy().tobytes() for d in draws}) > 15  # RandAugment + Cutout differ per draw
     colour = InputFormat(DataConfig(channels=3)).strong()(image.convert("RGB"))
     assert colour.shape == (3, 8, 8)
+
+
+def test_a_pretrained_backbone_gets_the_normalisation_its_weights_were_trained_with():
+    from aa_core.config import ModelConfig
+
+    image = Image.new("RGB", (4, 4), (124, 116, 104))
+    imagenet = InputFormat(DataConfig(channels=3), ModelConfig(backbone="resnet50", pretrained=True)).plain()(image)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    expected = [(v / 255 - m) / s for v, m, s in zip((124, 116, 104), mean, std)]
+    assert imagenet[:, 0, 0].tolist() == pytest.approx(expected, abs=1e-5)
+    scratch = InputFormat(DataConfig(channels=3), ModelConfig(backbone="resnet50")).plain()(image)
+    assert scratch[:, 0, 0].tolist() == pytest.approx([v / 127.5 - 1 for v in (124, 116, 104)], abs=1e-6)
+    grey = InputFormat(DataConfig(channels=1), ModelConfig(backbone="resnet50", pretrained=True)).plain()(image.convert("L"))
+    assert grey[0, 0, 0].item() == pytest.approx((image.convert("L").getpixel((0, 0)) / 255 - sum(mean) / 3) / (sum(std) / 3), abs=1e-5)

@@ -2,7 +2,9 @@
 
 Source and target images differ in size and mode (a 512x512 RGB render, an 8x8 grey scan); each
 is converted to ``channels`` and resized to ``image_size`` square once (``prepare``), then viewed
-plainly or augmented, and scaled to [-1, 1]. Augmentations come from torchvision and timm:
+plainly or augmented, and normalised: :math:`(x - \\mu) / \\sigma` on [0, 1] with a pretrained
+backbone's own mean and standard deviation (timm's pretrained config: ImageNet's for ResNets and
+DeiT), else :math:`\\mu = \\sigma = 0.5`, which scales to [-1, 1]. Augmentations come from torchvision and timm:
 
 * weak: horizontal flip (where allowed) and a random translation of up to 12.5%;
 * strong: weak, then FixMatch's RandAugment and Cutout: 2 of the 14 operations of
@@ -26,7 +28,7 @@ from timm.data.auto_augment import RandAugment, rand_augment_ops
 from timm.data.random_erasing import RandomErasing
 from torchvision import transforms as T
 
-from aa_core.config import DataConfig
+from aa_core.config import DataConfig, ModelConfig
 
 # FixMatch's RandAugment operations; "Identity" is ours (timm has none), the rest timm's names
 RANDAUGMENT_OPS = [
@@ -66,12 +68,27 @@ class Resize:
 
 
 class ToScaled:
-    """PIL image -> float tensor (C, H, W) on [-1, 1]; ToTensor + Normalize at a third of the cost."""
+    """PIL image -> normalised float tensor (C, H, W); ToTensor + Normalize at a third of the cost."""
+
+    def __init__(self, mean: tuple[float, ...] = (0.5,), std: tuple[float, ...] = (0.5,)):
+        std_ = torch.tensor(std).view(-1, 1, 1)
+        self.scale, self.offset = 1 / (255 * std_), torch.tensor(mean).view(-1, 1, 1) / std_
 
     def __call__(self, image) -> torch.Tensor:
         array = np.asarray(image, dtype=np.float32)
         tensor = torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy())
-        return tensor.mul_(2 / 255).sub_(1)
+        return tensor.mul_(self.scale).sub_(self.offset)
+
+
+def normalisation(model: ModelConfig | None, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean and standard deviation a pretrained backbone was trained with (grey: their average)."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(model.backbone) if model is not None and model.pretrained and model.backbone else None
+    if cfg is None or cfg.mean is None:
+        return (0.5,) * channels, (0.5,) * channels
+    mean, std = tuple(cfg.mean), tuple(cfg.std)
+    return (mean, std) if channels == 3 else ((sum(mean) / 3,), (sum(std) / 3,))
 
 
 class Plain(T.Compose):
@@ -79,7 +96,8 @@ class Plain(T.Compose):
 
 
 class InputFormat:
-    def __init__(self, data: DataConfig):
+    def __init__(self, data: DataConfig, model: ModelConfig | None = None):
+        self.mean, self.std = normalisation(model, data.channels)
         self.size = data.image_size
         self.channels = data.channels
         self.flip = data.flip
@@ -90,7 +108,7 @@ class InputFormat:
         return T.Compose([ToMode(self.channels), Resize(self.size)])
 
     def _to_tensor(self) -> list:
-        return [ToScaled()]
+        return [ToScaled(self.mean, self.std)]
 
     def _weak(self) -> list:
         flip = [T.RandomHorizontalFlip()] if self.flip else []

@@ -17,6 +17,8 @@ from torch import nn
 from aa_core.config import ModelConfig
 from aa_core.errors import AAError
 
+DEFAULT_BACKBONE = "aa_small_cnn"  # for a config that names none and an algorithm without a default_backbone
+
 
 class ImageClassifier(nn.Module):
     def __init__(self, backbone: nn.Module, num_classes: int, bottleneck_dim: int = 256):
@@ -50,23 +52,25 @@ def build_classifier(model: ModelConfig, num_classes: int, channels: int, pretra
     import timm
 
     import aa_core.models.small_cnn  # noqa: F401  (registers aa_small_cnn with timm)
+    import aa_core.models.tiny_vit  # noqa: F401  (registers aa_vit_tiny)
 
     pretrained = model.pretrained if pretrained is None else pretrained
+    name = model.backbone or DEFAULT_BACKBONE
     local = {"pretrained_cfg_overlay": {"file": str(pretrained)}} if isinstance(pretrained, str) else {}
     if local and not Path(pretrained).is_file():
         raise AAError(f"checkpoint {pretrained} does not exist; set model.pretrained to a checkpoint file, true (the hub's) or false")
     try:
-        backbone = timm.create_model(model.backbone, pretrained=bool(pretrained), num_classes=0, in_chans=channels, **local)
+        backbone = timm.create_model(name, pretrained=bool(pretrained), num_classes=0, in_chans=channels, **local)
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
-            raise AAError(f"unknown backbone '{model.backbone}'; use a timm model name (timm.list_models())") from None
+            raise AAError(f"unknown backbone '{name}'; use a timm model name (timm.list_models())") from None
         raise
     except Exception as exc:
         if not pretrained:
             raise
         reason = (str(exc).strip().splitlines() or [""])[0]
         raise AAError(
-            f"cannot load pretrained weights for backbone '{model.backbone}' ({type(exc).__name__}: {reason}); "
+            f"cannot load pretrained weights for backbone '{name}' ({type(exc).__name__}: {reason}); "
             "check the network or the hub cache, or set model.pretrained=false"
         ) from None
     return ImageClassifier(backbone, num_classes, model.bottleneck_dim)

@@ -80,7 +80,7 @@ def adapted_predictor(ctx: StageContext) -> torch.nn.Module:
 
 def run(ctx: StageContext) -> None:
     config, folder, accelerator = ctx.config, ctx.folder, ctx.accelerator
-    fmt = InputFormat(config.data)
+    fmt = InputFormat(config.data, config.model)
     source = ctx.source
     view = fmt.view(config.data.adapt_view)
     target = Prepared(ctx.target.images(), fmt.prepare())  # decoded once, for training and selection

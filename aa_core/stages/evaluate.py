@@ -61,7 +61,7 @@ def split_report(ctx: StageContext) -> dict:
 def run(ctx: StageContext) -> None:
     accelerator = ctx.accelerator
     target = ctx.target
-    fmt = InputFormat(ctx.config.data)
+    fmt = InputFormat(ctx.config.data, ctx.config.model)
     images = Views(Prepared(target.images(), fmt.prepare()), [fmt.plain()])
     test, dev = {}, {}
     probabilities = None

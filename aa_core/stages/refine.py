@@ -55,7 +55,7 @@ def ssl_batches(labelled, unlabelled):
 
 def split_target(ctx: StageContext, predictor, images) -> tuple[Split, dict]:
     """The confident split, and its label-free statistics (how far to trust it)."""
-    r, fmt, accelerator = ctx.config.refine, InputFormat(ctx.config.data), ctx.accelerator
+    r, fmt, accelerator = ctx.config.refine, InputFormat(ctx.config.data, ctx.config.model), ctx.accelerator
     plain = predict_probabilities(predictor, Views(images, [fmt.plain()]), accelerator)
     torch.manual_seed(ctx.config.seed)  # the weak views' draws
     views = [predict_probabilities(predictor, Views(images, [fmt.weak()]), accelerator) for _ in range(r.views)]
@@ -77,7 +77,7 @@ def split_target(ctx: StageContext, predictor, images) -> tuple[Split, dict]:
 
 def run(ctx: StageContext) -> None:
     config, folder, accelerator = ctx.config, ctx.folder, ctx.accelerator
-    fmt = InputFormat(config.data)
+    fmt = InputFormat(config.data, config.model)
     target = ctx.target
     predictor = accelerator.prepare_model(adapted_predictor(ctx), evaluation_mode=True)
     images = Prepared(target.images(), fmt.prepare())

@@ -74,6 +74,7 @@ class Update:
 
     ``optimizer`` may be a list: one loss then updates several parameter sets at once (MCD's
     first step updates its feature extractor and its classifiers, each with its optimizer).
+    ``max_grad_norm`` clips the gradients' global norm before the step (CDTrans: 1).
 
     Example::
 
@@ -81,10 +82,11 @@ class Update:
         self.update(loss)
     """
 
-    def __init__(self, optimizer, accelerator, scheduler=None):
+    def __init__(self, optimizer, accelerator, scheduler=None, max_grad_norm: float | None = None):
         self.optimizers = list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer]
         self.accelerator = accelerator
         self.scheduler = scheduler
+        self.max_grad_norm = max_grad_norm
 
     @property
     def optimizer(self):
@@ -94,6 +96,9 @@ class Update:
         for optimizer in self.optimizers:
             optimizer.zero_grad()
         self.accelerator.backward(loss)
+        if self.max_grad_norm is not None:
+            params = [p for optimizer in self.optimizers for group in optimizer.param_groups for p in group["params"]]
+            self.accelerator.clip_grad_norm_(params, self.max_grad_norm)
         for optimizer in self.optimizers:
             optimizer.step()
         if self.scheduler is not None:

@@ -24,6 +24,14 @@ def cosine_decay(p: float, fraction: float = 7 / 16) -> float:
     return math.cos(math.pi * fraction * p)
 
 
+def warmup_cosine(p: float, warmup: float = 0.25, start: float = 0.01) -> float:
+    """Learning-rate factor: linear from ``start`` to 1 over the first ``warmup`` of training, then
+    :math:`\\tfrac12 (1 + \\cos(\\pi (p - w) / (1 - w)))` down to 0 (CDTrans: 10 of 40 epochs)."""
+    if p < warmup:
+        return start + (1.0 - start) * p / warmup
+    return 0.5 * (1.0 + math.cos(math.pi * (p - warmup) / max(1.0 - warmup, 1e-12)))
+
+
 def lambda_lr(optimizer, total_steps: int, factor):
     """A LambdaLR whose factor is ``factor(p)`` with ``p`` the progress of the step."""
     import torch

@@ -23,9 +23,16 @@ so that a mixed example stays closer to its own input. The loss
 
 cross-entropy on mixed labelled, squared error on mixed unlabelled (``C`` classes), with the
 unlabelled weight ramped up linearly over the first fraction :math:`\\rho` of training. Adam
-(lr 0.002) with decoupled weight decay 0.02 on weights (AdamW: each step multiplies them by
+(lr 0.002; a tenth of it for a timm ``VisionTransformer`` backbone, see below) with decoupled
+weight decay 0.02 on weights (AdamW: each step multiplies them by
 :math:`1 - 0.02 \\cdot \\mathrm{lr}`), predictions from an EMA of the weights (decay 0.999).
 Defaults are the paper's for CIFAR-10 (K=2, T=0.5, alpha=0.75, lambda_u=75).
+
+Adam moves every weight by about ``lr`` per step whatever its scale, and transformers start
+from weights about ten times smaller than convolutions (truncated normal, std 0.02). After
+CDTrans on the digits task (``aa_vit_tiny``, seed 0), 500 refine steps at 0.002 lowered dev
+accuracy from 0.903 to 0.878; at 0.0002 they raised it to 0.972. On ``aa_small_cnn`` 0.002 stays
+the better (dev 0.983 against 0.967 at 0.0002, after DANN).
 """
 
 from __future__ import annotations
@@ -75,11 +82,17 @@ class MixMatchOptions(BaseModel):
     alpha: float = Field(0.75, gt=0, description="Beta(alpha, alpha) of MixUp")
     lambda_u: float = Field(75.0, ge=0, description="weight of the unlabelled loss after the ramp-up")
     rampup: float = Field(1 / 64, ge=0, le=1, description="fraction of training over which lambda_u ramps up (16k of 1,024k steps)")
-    lr: float = Field(0.002, gt=0, description="Adam's learning rate")
+    lr: float | None = Field(None, gt=0, description="Adam's learning rate; unset: 0.002, or 0.0002 for a transformer backbone")
     weight_decay: float = Field(0.02, ge=0, description="decoupled weight decay, on weights only")
     backbone_lr_mult: float = Field(0.1, ge=0, description="backbone rate multiplier, pretrained backbones only")
     ema_decay: float = Field(0.999, description="decay of the weight average used for predictions")
     ema_warmup: bool = Field(True, description="warm the EMA decay up (timm's rule); false is the reference's constant decay")
+
+
+def default_lr(backbone: torch.nn.Module) -> float:
+    """0.002, the paper's; 0.0002 for a transformer, whose small weights Adam's steps would swamp."""
+    transformer = any(cls.__name__ == "VisionTransformer" for cls in type(backbone).__mro__)
+    return 0.0002 if transformer else 0.002
 
 
 class MixMatch(SSLAlgorithm):
@@ -95,8 +108,9 @@ class MixMatch(SSLAlgorithm):
         self.generator = torch.Generator().manual_seed(context.seed)
         rest = torch.nn.ModuleList([classifier.bottleneck, classifier.head])
         modules = {"backbone": classifier.backbone, "rest": rest}
-        groups = param_groups(modules, options.lr, options.weight_decay, options.backbone_lr_mult, context, decay_norm_and_bias=False)
-        optimizer = torch.optim.AdamW(groups, lr=options.lr)
+        lr = options.lr or default_lr(classifier.backbone)
+        groups = param_groups(modules, lr, options.weight_decay, options.backbone_lr_mult, context, decay_norm_and_bias=False)
+        optimizer = torch.optim.AdamW(groups, lr=lr)
         self.ema = EMA(classifier, options.ema_decay, warmup=options.ema_warmup)
         self.classifier, optimizer = context.accelerator.prepare(classifier, optimizer)
         self.update = Update(optimizer, context.accelerator)

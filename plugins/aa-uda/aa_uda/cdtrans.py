@@ -1,0 +1,148 @@
+"""CDTrans: cross-domain transformer (Xu et al., ICLR 2022).
+
+Stage one is the core's source-only training of the vision transformer; CDTrans continues from
+it. Every ``total_steps / refreshes`` steps it labels the whole target and pairs source with
+target images (``centre_aware_pairs``: SHOT pseudo-labels :math:`\\hat y_t`, nearest neighbours
+both ways, the label-consistency filter), then trains the weight-shared three-branch transformer
+(``three_branches``) on batches of pairs with
+
+.. math::
+    \\mathcal L = \\mathrm{CE}_\\epsilon(o_s, y_s) + \\mathrm{CE}_\\epsilon(o_{st}, \\hat y_t)
+      + \\underbrace{\\overline{\\textstyle -\\sum_k \\mathrm{softmax}(o_{st})_k
+      \\log \\mathrm{softmax}(o_t)_k}}_{\\text{distillation}}
+
+where :math:`o_s, o_t, o_{st}` are the source, target and source-target (cross-attention)
+branches' logits and :math:`\\mathrm{CE}_\\epsilon` is cross-entropy with label smoothing
+:math:`\\epsilon`. The cross-attention branch sees source and target together, so its
+predictions are the less noisy ones; distillation hands them to the target branch, which alone
+predicts afterwards (the predictor is the classifier itself). As in the reference code, the
+pseudo-labels train the source-target branch and the teacher's probabilities are not detached.
+
+Defaults are the paper's: SGD (momentum 0.9, no Nesterov, weight decay 1e-4) at lr 0.008 for
+every layer, linear warm-up over the first quarter of training then cosine decay (10 and 40
+epochs), gradient norm clipped at 1, four pair refreshes (every 10 of 40 epochs), label
+smoothing 0.1. Variants: ``label_filter=false`` keeps every nearest-neighbour pair (the
+reference's ``WITH_PSEUDO_LABEL_FILTER``). The paper's backbones are DeiT-S and DeiT-B
+(``model.backbone=deit_small_patch16_224``); the default task gets ``aa_vit_tiny``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch.utils.data import Dataset
+
+from aa_core.api import AAError, SGDOptions, TrainingContext, UDAAlgorithm, UDABatch, UDAData, Update, lambda_lr, sgd, warmup_cosine
+from aa_uda.centre_aware_pairs import centre_aware_pairs, shot_labels
+from aa_uda.three_branches import ThreeBranches
+
+
+def distillation(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
+    """:math:`\\overline{-\\sum_k \\mathrm{softmax}(teacher)_k \\log \\mathrm{softmax}(student)_k}`."""
+    return -(teacher.softmax(dim=1) * student.log_softmax(dim=1)).sum(dim=1).mean()
+
+
+@dataclass
+class PairBatch(UDABatch):
+    """Paired source and target images: ``x_s[i]`` goes with ``x_t[i]``, whose pseudo-label is ``y_t[i]``."""
+
+    y_t: torch.Tensor
+
+
+class Pairs(Dataset):
+    """``(x_s, y_s, x_t, pseudo y_t)`` for each (source index, target index) pair."""
+
+    def __init__(self, source: Dataset, target: Dataset, pairs: torch.Tensor, pseudo: torch.Tensor):
+        self.source, self.target = source, target
+        self.pairs, self.pseudo = pairs.tolist(), pseudo.tolist()
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int):
+        s, t = self.pairs[index]
+        x_s, y_s = self.source[s]
+        return x_s, y_s, self.target[t], self.pseudo[t]
+
+
+class CDTransOptions(SGDOptions):
+    lr: float = Field(0.008, gt=0, description="learning rate of every layer (the paper's base lr)")
+    weight_decay: float = 1e-4
+    nesterov: bool = False
+    backbone_lr_mult: float = Field(1.0, ge=0, description="CDTrans trains the whole transformer at one rate")
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description="of both cross-entropy terms")
+    refreshes: int = Field(4, ge=1, description="times the pairs are rebuilt over training, evenly spaced")
+    label_filter: bool = Field(True, description="keep only pairs whose source label equals the target pseudo-label")
+    warmup: float = Field(0.25, ge=0, lt=1, description="share of training with a linearly rising learning rate")
+    max_grad_norm: float = Field(1.0, gt=0)
+
+
+class CDTrans(UDAAlgorithm):
+    """Source, target and cross-attention branches of one transformer, trained on centre-aware pairs."""
+
+    Options = CDTransOptions
+    requires_backbone = "VisionTransformer"
+    default_backbone = "aa_vit_tiny"
+
+    def __init__(self, options: CDTransOptions, classifier, context: TrainingContext):
+        super().__init__(options, classifier, context)
+        rest = torch.nn.ModuleList([classifier.bottleneck, classifier.head])
+        optimizer = sgd({"backbone": classifier.backbone, "rest": rest}, options, context)
+        self.network, optimizer = context.accelerator.prepare(ThreeBranches(classifier), optimizer)
+        scheduler = lambda_lr(optimizer, context.total_steps, lambda p: warmup_cosine(p, options.warmup))
+        self.update = Update(optimizer, context.accelerator, scheduler, max_grad_norm=options.max_grad_norm)
+        self.pairs = 0
+
+    def batches(self, data: UDAData) -> Iterator[PairBatch]:
+        """Batches of pairs, the pairs rebuilt ``refreshes`` times over training."""
+        per_refresh = math.ceil(max(self.context.total_steps, 1) / self.options.refreshes)
+        while True:
+            pseudo, pairs = self.label_and_pair(data)
+            self.pairs = len(pairs)
+            loader = data.loaders(Pairs(data.source, data.target, pairs, pseudo), self.context.batch_size)
+            for _, (x_s, y_s, x_t, y_t) in zip(range(per_refresh), loader):
+                yield PairBatch(x_s, y_s, x_t, y_t)
+
+    @torch.no_grad()
+    def label_and_pair(self, data: UDAData) -> tuple[torch.Tensor, torch.Tensor]:
+        """Target pseudo-labels and the filtered (source, target) pairs, from the current model."""
+        accelerator = self.context.accelerator
+        classifier = accelerator.unwrap_model(self.network).classifier
+        training = classifier.training
+        classifier.eval()
+        size = 4 * self.context.batch_size
+        g_s, y_s = zip(*[(F.normalize(classifier.backbone(x), dim=1), y) for x, y in data.loaders.once(data.source, size)])
+        g_t, f_t, o_t = [], [], []
+        for x in data.loaders.once(data.target, size):
+            g = classifier.backbone(x)
+            f = classifier.bottleneck(g)
+            g_t.append(F.normalize(g, dim=1)), f_t.append(f), o_t.append(classifier.head(f))
+        classifier.train(training)
+        pseudo = shot_labels(torch.cat(f_t), torch.cat(o_t))
+        pairs = centre_aware_pairs(torch.cat(g_s), torch.cat(y_s), torch.cat(g_t), pseudo, self.options.label_filter)
+        if len(pairs) == 0:
+            raise AAError(
+                "cdtrans found no source-target pair whose labels agree; train longer (source_only.steps) or set uda.label_filter=false"
+            )
+        if accelerator.num_processes > 1:  # every process trains on the main process's pairs
+            from accelerate.utils import broadcast_object_list
+
+            pseudo, pairs = broadcast_object_list([pseudo.cpu(), pairs.cpu()])
+        return pseudo.cpu(), pairs.cpu()
+
+    def train_step(self, batch: PairBatch, step: int) -> dict[str, float]:
+        o_s, o_t, o_st = self.network(batch.x_s, batch.x_t)
+        eps = self.options.label_smoothing
+        source = F.cross_entropy(o_s, batch.y_s, label_smoothing=eps)
+        cross = F.cross_entropy(o_st, batch.y_t, label_smoothing=eps)
+        distilled = distillation(o_st, o_t)
+        self.update(source + cross + distilled)
+        return {"source": source.item(), "cross": cross.item(), "distillation": distilled.item(), "pairs": float(self.pairs)}
+
+    def predictor(self) -> torch.nn.Module:
+        return self.context.accelerator.unwrap_model(self.network).classifier
