@@ -50,6 +50,7 @@ CategoryName = Annotated[str, BeforeValidator(_as_name)]
 class TaskConfig(Section):
     categories: list[CategoryName] = Field(default_factory=lambda: list(DIGITS), min_length=2)
     domain: str = "handwritten digit"
+    description: str = ""  # free text about the target domain, for prompters that write prose (llm)
 
     @field_validator("categories")
     @classmethod

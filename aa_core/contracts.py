@@ -65,6 +65,7 @@ class PrompterContext:
     cache_dir: Path  # a folder shared by every run on this machine (answers worth keeping)
     run_dir: Path  # the run folder (the prompter writes nothing there: the core does)
     is_main_process: bool  # the core calls prompters on the main process only
+    description: str = ""  # ``task.description``: free text about the target domain
 
 
 class Prompter(Implementation, ABC):
@@ -77,6 +78,10 @@ class Prompter(Implementation, ABC):
     @abstractmethod
     def prompts(self, categories: Sequence[str], domain: str, per_class: int, seed: int) -> list[Prompt]:
         """Return ``per_class`` prompts for each category, deterministic for a given ``seed``."""
+
+    def usage(self) -> dict:
+        """What writing the prompts cost (requests, tokens, money), for the run's metrics."""
+        return {}
 
 
 # --- image generators --------------------------------------------------------------------------

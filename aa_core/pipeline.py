@@ -128,20 +128,26 @@ def stale_from(folder: RunFolder, fps: dict[str, str], wanted: list[str]) -> lis
     return []
 
 
-def run(config: Config, root: str | Path, only: list[str] | None = None) -> dict:
-    """Run the ``only`` stages (default: all active ones) in ``root``; return the metrics."""
+def run(config: Config, root: str | Path, only: list[str] | None = None, until: str | None = None) -> dict:
+    """Run the ``only`` stages (default: all active ones, up to ``until``) in ``root``; return the metrics.
+
+    Fingerprints are computed again after each stage, so a stage's may cover what the stages
+    before it wrote (the generation covers ``prompts.jsonl`` as written, hand edits included).
+    """
     folder = RunFolder(root)
     ctx = StageContext(config.model_copy(deep=True), folder)
     with_backbone(ctx)
     config = ctx.config
     fps = fingerprints(ctx)
-    inactive = [s for s in only or [] if s not in fps]
+    inactive = [s for s in [*(only or []), *([until] if until else [])] if s not in fps]
     if inactive:
         why = "with a real --source" if inactive[0] in ("prompts", "generate") else "with --ssl none"
         raise AAError(f"stage {inactive[0]} does not run {why}; change the config or pick another stage")
     folder.create()
     preflight(ctx)
     wanted = [s for s in fps if only is None or s in only]
+    if until:
+        wanted = wanted[: wanted.index(until) + 1]
     check_upstream(folder, fps, wanted)
     accelerator, main = ctx.accelerator, ctx.is_main
     hook = plugin_manager().hook if main else None
@@ -155,6 +161,7 @@ def run(config: Config, root: str | Path, only: list[str] | None = None) -> dict
             if main:
                 hook.aa_stage_end(stage=stage, run_dir=folder.root, seconds=0.0, reused=True)
             continue
+        fps = fingerprints(ctx)  # with what the stages before this one wrote
         if main:
             for later in list(fps)[list(fps).index(stage) :]:  # this stage and all after it are stale now
                 folder.forget(later)
@@ -166,6 +173,7 @@ def run(config: Config, root: str | Path, only: list[str] | None = None) -> dict
         if main:
             folder.complete(stage, fps[stage], seconds)
             hook.aa_stage_end(stage=stage, run_dir=folder.root, seconds=seconds, reused=False)
+    fps = fingerprints(ctx)
     if main:
         record_seconds(folder, fps)
     accelerator.wait_for_everyone()

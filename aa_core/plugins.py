@@ -30,7 +30,7 @@ from aa_core.kinds import KINDS
 logger = logging.getLogger("aa")
 
 HOOKS_GROUP = "aa.plugins"
-BUILTIN = frozenset({"adapt-anything", "aa-prompters", "aa-generators", "aa-uda", "aa-ssl"})
+BUILTIN = frozenset({"adapt-anything", "aa-prompters", "aa-generators", "aa-uda", "aa-ssl", "aa-llm"})
 
 DISABLE_ENV = "AA_DISABLE_PLUGINS"
 BUILTIN_ONLY_ENV = "AA_BUILTIN_PLUGINS_ONLY"

@@ -40,6 +40,7 @@ class RunFolder:
         self.root = Path(root)
         self.config = self.root / "config.yaml"
         self.prompts = self.root / "prompts.jsonl"
+        self.prompts_usage = self.root / "prompts_usage.json"
         self.source = self.root / "source"
         self.split = self.root / "split.csv"
         self.split_stats = self.root / "split.json"

@@ -1,6 +1,7 @@
 """Short real runs of `aa`: the run folder, stage reuse, resuming, real sources, unlabelled targets."""
 
 import csv
+import json
 import signal
 import subprocess
 import sys
@@ -204,3 +205,25 @@ def test_fixmatch_follows_an_algorithm_that_changes_the_network(tmp_path, tiny_c
     assert config["uda"] == {"name": uda}  # the digits preset's DANN trade-off does not follow
     assert config["model"]["backbone"] == backbone
     assert set(read_json(out / "metrics.json")["target_accuracy"]) == {"source_only", "adapt", "refine"}
+
+
+def test_prompts_edited_by_hand_are_kept_and_rendered(tmp_path, tiny_config, small_target):
+    out = tmp_path / "run"
+    proc = aa("run", "--config", tiny_config, "--target", small_target, "--out", out, "--until", "prompts", check=0)
+    assert not (out / "source").exists() and "0:" in proc.stdout  # stopped, and showed a sample
+    rows = [json.loads(line) for line in (out / "prompts.jsonl").read_text().splitlines()]
+    rows[0]["text"] = "a very shaky handwritten digit 0 drawn with a thick marker"
+    edited = "".join(json.dumps(r) + "\n" for r in rows)
+    (out / "prompts.jsonl").write_text(edited)
+    shown = aa("prompts", out, "--show", check=0)
+    assert "a very shaky handwritten digit 0 drawn with a thick marker" in shown.stdout
+    aa("run", "--config", tiny_config, "--target", small_target, "--out", out, "--until", "generate", check=0)
+    assert (out / "prompts.jsonl").read_text() == edited  # the prompts stage was reused: the edit stays
+    metadata = [json.loads(line) for line in (out / "source" / "metadata.jsonl").read_text().splitlines()]
+    assert any(m["prompt"] == rows[0]["text"] for m in metadata)
+    rows[0]["text"] = "a tiny handwritten digit 0"  # a second edit renders again
+    (out / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = aa("run", "--config", tiny_config, "--target", small_target, "--out", out, "--until", "generate", check=0)
+    assert "[prompts] reused" in proc.stderr and "[generate] done" in proc.stderr
+    metadata = [json.loads(line) for line in (out / "source" / "metadata.jsonl").read_text().splitlines()]
+    assert any(m["prompt"] == "a tiny handwritten digit 0" for m in metadata)

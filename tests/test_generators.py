@@ -1,5 +1,7 @@
 """The template prompter and the glyph generator, through their real entry points."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -21,8 +23,42 @@ def test_template_prompts_are_deterministic_and_name_category_and_domain(tmp_pat
     assert prompts == prompter.prompts(["cat", "dog"], "watercolor painting", per_class=4, seed=1)
     assert prompts != prompter.prompts(["cat", "dog"], "watercolor painting", per_class=4, seed=2)
     assert [p.label for p in prompts] == ["cat"] * 4 + ["dog"] * 4
-    assert all(p.text.startswith("a ") and p.text.endswith(f"watercolor painting {p.label}") for p in prompts)
+    assert all(p.text.startswith("a watercolor painting of a ") and p.label in p.text for p in prompts)  # the art kind
     assert len({p.text for p in prompts}) == 8  # diverse styles
+
+
+@pytest.mark.parametrize(
+    ("domain", "kind", "words"),
+    [
+        ("handwritten digit", "handwriting", ("bold", "italic", "serif", "narrow", "wide", "light", "slanted")),
+        ("product photo on a white background", "product", ("view", "lighting", "background", "backdrop", "shadow")),
+        ("clipart illustration", "clipart", ("style", "colours", "outline", "background")),
+        ("artistic painting", "art", ("painting", "watercolor", "pastel", "gouache", "print")),
+        ("pencil sketch", "sketch", ("pencil", "charcoal", "ink", "pen")),
+        ("low-resolution webcam photo", "photo", ("light", "view", "close-up", "shot", "angle", "sunlight")),
+        ("3D rendering of a CAD model", "rendering", ("render", "model", "view", "above")),
+    ],
+)
+def test_the_domain_name_picks_a_vocabulary_of_its_kind(tmp_path, domain, kind, words):
+    from aa_prompters.vocabularies import kind_of
+
+    assert kind_of(domain) == kind
+    cls = plugin_manager().load("prompter", "template")
+    prompts = cls(cls.Options(), PrompterContext(None, tmp_path, tmp_path, True)).prompts(["Alarm_Clock", "mug"], domain, 6, seed=0)
+    assert all(domain in p.text and p.label.replace("_", " ") in p.text for p in prompts)
+    assert all(any(w in p.text.removeprefix(f"a {domain}").removeprefix(f"an {domain}") for w in words) for p in prompts)
+    assert len({p.text for p in prompts}) == 12 and not any(re.search(r"\ba [aeiouAEIOU]", p.text) for p in prompts)
+
+
+def test_the_digits_prompts_are_the_handwriting_kind_exactly():
+    cls = plugin_manager().load("prompter", "template")
+    context = PrompterContext(None, None, None, True)
+    words = {"family": ["", "serif", "sans-serif", "monospace"], "weight": ["light", "regular", "bold"],
+             "slant": ["upright", "slanted", "italic"], "width": ["narrow", "", "wide"]}  # fmt: skip
+    explicit = cls(cls.Options(template="a {style} {domain} {category}", styles=words), context)
+    default = cls(cls.Options(), context).prompts(DIGITS, "handwritten digit", 50, seed=0)
+    assert default == explicit.prompts(DIGITS, "handwritten digit", 50, seed=0)
+    assert default[0].text == "a bold slanted wide handwritten digit 0"
 
 
 def test_glyph_is_deterministic_per_seed_and_varies_across_seeds():

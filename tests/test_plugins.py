@@ -14,8 +14,9 @@ def test_builtin_plugins_are_discovered_through_entry_points():
     plugins = listing()
     assert plugins["aa-prompters"]["names"] == {"prompter": ["template"]}
     assert plugins["aa-generators"]["names"] == {"generator": ["glyph"]}
-    assert plugins["aa-uda"]["names"] == {"uda": ["dann", "mcd", "symnets"]}
+    assert plugins["aa-uda"]["names"] == {"uda": ["cdtrans", "dann", "mcd", "symnets"]}
     assert plugins["aa-ssl"]["names"] == {"ssl": ["fixmatch", "mixmatch"]}
+    assert plugins["aa-llm"]["names"] == {"prompter": ["llm"]}
     assert all(p["status"] == "loaded" and p["builtin"] for p in plugins.values())
 
 
@@ -57,7 +58,7 @@ def test_disable_env_var_turns_named_plugins_off():
     assert plugins["aa-uda"]["status"] == "loaded"
     proc = aa("run", "--uda", "entropy", fakes=["example:aa-entropy"], env={"AA_DISABLE_PLUGINS": "aa-entropy"})
     assert proc.returncode == 1
-    assert "unknown uda 'entropy'. Choose one of: dann, mcd, symnets" in proc.stderr
+    assert "unknown uda 'entropy'. Choose one of: cdtrans, dann, mcd, symnets" in proc.stderr
 
 
 def test_builtin_only_switch_disables_every_third_party_plugin():
@@ -70,7 +71,7 @@ def test_builtin_only_switch_disables_every_third_party_plugin():
 def test_unknown_name_fails_with_one_line_listing_the_choices():
     proc = aa("run", "--uda", "nosuch", fakes=["example:aa-entropy"])
     assert proc.returncode == 1
-    assert proc.stderr.strip() == "error: unknown uda 'nosuch'. Choose one of: dann, entropy, mcd, symnets"
+    assert proc.stderr.strip() == "error: unknown uda 'nosuch'. Choose one of: cdtrans, dann, entropy, mcd, symnets"
 
 
 def test_name_collision_is_an_error_naming_both_distributions(tmp_path):

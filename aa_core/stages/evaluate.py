@@ -95,4 +95,6 @@ def run(ctx: StageContext) -> None:
         metrics["split"] = split_report(ctx)
     if ctx.config.train.select != "last" and ctx.active("uda"):
         metrics["model_selection"] = json.loads(ctx.folder.selection.read_text())
+    if ctx.config.data.source is None and ctx.folder.prompts_usage.exists():
+        metrics["prompts"] = json.loads(ctx.folder.prompts_usage.read_text())
     write_atomic(ctx.folder.metrics, json.dumps(metrics, indent=2))

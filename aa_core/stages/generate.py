@@ -13,13 +13,21 @@ import os
 from aa_core.contracts import GeneratorContext
 from aa_core.data.synthetic import plan, remove_strays, write_metadata
 from aa_core.errors import AAError
+from aa_core.run_folder import fingerprint
 from aa_core.stages import prompts as prompts_stage
 from aa_core.stages.context import StageContext
 from aa_core.training.progress import progress_bar
 
 
 def inputs(ctx: StageContext) -> dict:
-    return {"seed": ctx.config.seed, "generator": ctx.config.generator.model_dump(), "impl": ctx.version("generator")}
+    prompts = ctx.folder.prompts
+    return {
+        "seed": ctx.config.seed,
+        "generator": ctx.config.generator.model_dump(),
+        "impl": ctx.version("generator"),
+        # the prompts as written, hand edits included (empty until the prompts stage has run)
+        "prompts": fingerprint(prompts.read_text()) if prompts.exists() else "",
+    }
 
 
 def run(ctx: StageContext) -> None:

@@ -1,6 +1,9 @@
 """Stage 1a: text prompts naming each category in the target domain -> ``prompts.jsonl``.
 
-Only the main process asks the prompter (an LLM costs money); the others read the file.
+Only the main process asks the prompter (an LLM costs money); the others read the file. What the
+prompts cost goes to ``prompts_usage.json`` and from there into the metrics. A user may edit
+``prompts.jsonl`` by hand (``aa run --until prompts``, edit, ``aa run``): this stage's fingerprint
+covers its settings, not the file, so the edits stay; the generation's covers the file's content.
 """
 
 from __future__ import annotations
@@ -23,10 +26,16 @@ def run(ctx: StageContext) -> None:
     if not ctx.is_main:
         return
     cls, options = ctx.implementation("prompter")
+    task = ctx.config.task
     context = PrompterContext(
-        model=ctx.config.prompts.model, cache_dir=cache_dir() / "prompts", run_dir=ctx.folder.root, is_main_process=True
+        model=ctx.config.prompts.model,
+        cache_dir=cache_dir() / "prompts",
+        run_dir=ctx.folder.root,
+        is_main_process=True,
+        description=task.description,
     )
-    prompts = cls(options, context).prompts(ctx.categories, ctx.config.task.domain, ctx.config.prompts.per_class, ctx.config.seed)
+    prompter = cls(options, context)
+    prompts = prompter.prompts(ctx.categories, task.domain, ctx.config.prompts.per_class, ctx.config.seed)
     labels = {p.label for p in prompts}
     missing = [c for c in ctx.categories if c not in labels]
     strays = labels - set(ctx.categories)
@@ -35,6 +44,16 @@ def run(ctx: StageContext) -> None:
         raise AAError(f"prompter '{ctx.config.prompts.name}' wrote {problem}; fix the prompter or its options")
     lines = "".join(json.dumps({"text": p.text, "label": p.label}) + "\n" for p in prompts)
     write_atomic(ctx.folder.prompts, lines)
+    write_atomic(ctx.folder.prompts_usage, json.dumps(prompter.usage(), indent=2))
+
+
+def sample(ctx: StageContext, per_class: int = 3) -> dict[str, list[str]]:
+    """The first ``per_class`` prompts of each category, as ``prompts.jsonl`` now has them."""
+    out: dict[str, list[str]] = {c: [] for c in ctx.categories}
+    for row in read(ctx):
+        if len(out.setdefault(row["label"], [])) < per_class:
+            out[row["label"]].append(row["text"])
+    return out
 
 
 def read(ctx: StageContext) -> list[dict]:

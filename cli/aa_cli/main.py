@@ -5,6 +5,7 @@ Startup stays light: torch and the stages are imported inside the commands that 
 
 from __future__ import annotations
 
+import enum
 import functools
 import inspect
 import json
@@ -21,6 +22,8 @@ import typer
 from aa_core.errors import AAError
 from aa_core.kinds import KINDS
 from aa_core.stages import STAGE_NAMES
+
+Stage = enum.Enum("Stage", {name: name for name in STAGE_NAMES}, type=str)
 
 app = typer.Typer(
     name="aa",
@@ -106,7 +109,7 @@ class StageReporter:
         typer.echo(f"[{stage}] {'reused' if reused else f'done in {seconds:.1f} s'}", err=True)
 
 
-def execute(config, out: Path, only: list[str] | None = None) -> dict:
+def execute(config, out: Path, only: list[str] | None = None, until: str | None = None) -> dict:
     from aa_core.pipeline import run
     from aa_core.plugins import plugin_manager
 
@@ -114,9 +117,27 @@ def execute(config, out: Path, only: list[str] | None = None) -> dict:
     reporter = StageReporter()
     pm.register(reporter)
     try:
-        return run(config, out, only=only)
+        return run(config, out, only=only, until=until)
     finally:
         pm.unregister(reporter)
+
+
+def print_prompts(run_dir: Path, per_class: int = 3) -> None:
+    """A few prompts of each category, as ``prompts.jsonl`` has them now."""
+    from aa_core.config import load_config
+    from aa_core.pipeline import read_config
+    from aa_core.run_folder import RunFolder
+    from aa_core.stages import prompts
+    from aa_core.stages.context import StageContext
+
+    with user_errors():
+        folder = RunFolder(run_dir)
+        ctx = StageContext(load_config(base=read_config(folder)), folder)
+        for category, texts in prompts.sample(ctx, per_class).items():
+            typer.echo(f"{category}:")
+            for text in texts:
+                typer.echo(f"  {text}")
+    typer.echo(f"all prompts: {folder.prompts} (edit it by hand; the next `aa run` renders the edited prompts)")
 
 
 def print_metrics(metrics: dict, out: Path) -> None:
@@ -139,11 +160,19 @@ def print_metrics(metrics: dict, out: Path) -> None:
 def run(
     options: RunOptions,
     out: Annotated[Path, typer.Option("--out", help="Run folder; rerunning reuses completed stages.")] = Path("runs/default"),
+    until: Annotated[
+        Optional[Stage], typer.Option("--until", help="Stop after this stage (prompts: edit prompts.jsonl, then run again).")
+    ] = None,
 ):
     """Run every stage: prompts -> generate -> adapt -> refine -> evaluate (default: the digits task)."""
     with user_errors():
-        metrics = execute(options.load(), out)
-    print_metrics(metrics, out)
+        metrics = execute(options.load(), out, until=until.value if until else None)
+    if until is None or until.value == "evaluate":
+        print_metrics(metrics, out)
+    elif until.value == "prompts":
+        print_prompts(out)
+    else:
+        typer.echo(f"stopped after {until.value}; run folder: {out}")
 
 
 def stage_command(stage: str):
@@ -160,7 +189,23 @@ def stage_command(stage: str):
     return with_run_options(command)
 
 
-for _stage in STAGE_NAMES:
+def prompts_command(
+    options: RunOptions,
+    run_dir: Annotated[Path, typer.Argument(help="A run folder made by `aa run`.")],
+    show: Annotated[bool, typer.Option("--show", help="Print a few prompts of each category.")] = False,
+):
+    """Run the prompts stage on a run folder (reused while its settings hold); --show prints a sample."""
+    from aa_core.pipeline import read_config
+    from aa_core.run_folder import RunFolder
+
+    with user_errors():
+        execute(options.load(base=read_config(RunFolder(run_dir))), run_dir, only=["prompts"])
+    if show:
+        print_prompts(run_dir)
+
+
+app.command(name="prompts")(with_run_options(prompts_command))
+for _stage in STAGE_NAMES[1:]:
     app.command(name=_stage)(stage_command(_stage))
 
 

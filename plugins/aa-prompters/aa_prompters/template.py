@@ -1,54 +1,59 @@
-"""template: combinatorial prompts, category x domain x style words, deterministic per seed.
+"""template: combinatorial prompts, category x domain x built-in words, deterministic per seed.
 
-Every combination of one word per style axis (an empty word leaves the axis out) is a style;
-styles are shuffled with the seed and each category takes ``per_class`` of them in turn, so
-prompts differ within a class and every class sees the same mix of styles.
+The domain's name picks a kind (``vocabularies``: handwriting, product, clipart, sketch, art,
+rendering, else photo) with its own axes of words (contexts, viewpoints, lighting, styles...) and
+a template. Every combination of one word per axis is a style; styles are shuffled with the seed
+and each category takes ``per_class`` of them in turn, so prompts differ within a class and every
+class sees the same mix. ``kind``, ``template`` and ``styles`` override the choice.
 """
 
 from __future__ import annotations
 
 import itertools
 import random
+import re
 from collections.abc import Sequence
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aa_core.api import Prompt, Prompter
+from aa_prompters.vocabularies import VOCABULARIES, kind_of
 
-DEFAULT_STYLES = {
-    "family": ["", "serif", "sans-serif", "monospace"],
-    "weight": ["light", "regular", "bold"],
-    "slant": ["upright", "slanted", "italic"],
-    "width": ["narrow", "", "wide"],
-}
+AN_BEFORE_VOWEL = re.compile(r"\b([Aa]) ([aeiouAEIOU])")  # "a alarm clock" -> "an alarm clock"
+Kind = Literal["handwriting", "product", "clipart", "sketch", "art", "rendering", "photo"]
 
 
 class TemplateOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    template: str = Field("a {style} {domain} {category}", description="uses {style}, {domain}, {category}")
-    styles: dict[str, list[str]] = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_STYLES.items()})
+    kind: Kind | None = Field(None, description="the kind of domain; none: read from the domain's name")
+    template: str | None = Field(None, description="uses {style}, {domain}, {category}; none: the kind's")
+    styles: dict[str, list[str]] | None = Field(None, description="axes of words; none: the kind's")
 
     @field_validator("template")
     @classmethod
-    def _names_category(cls, value: str) -> str:
-        if "{category}" not in value:
+    def _names_category(cls, value: str | None) -> str | None:
+        if value is not None and "{category}" not in value:
             raise ValueError("the template must contain {category}")
         return value
 
 
 class TemplatePrompter(Prompter):
-    """Prompts from a template and every combination of style words."""
+    """Prompts from a template and every combination of the domain kind's words."""
 
     Options = TemplateOptions
 
     def prompts(self, categories: Sequence[str], domain: str, per_class: int, seed: int) -> list[Prompt]:
-        axes = [words or [""] for words in self.options.styles.values()]
-        styles = [" ".join(w for w in combo if w) for combo in itertools.product(*axes)]
+        vocabulary = VOCABULARIES[self.options.kind or kind_of(domain)]
+        template = self.options.template or vocabulary.template
+        axes = [words or [""] for words in (self.options.styles or vocabulary.axes).values()]
+        styles = [vocabulary.joiner.join(w for w in combo if w) for combo in itertools.product(*axes)]
         random.Random(seed).shuffle(styles)
         out = []
         for k, category in enumerate(categories):
+            name = category.replace("_", " ")
             for i in range(per_class):
                 style = styles[(k + i * len(categories)) % len(styles)]
-                text = self.options.template.format(style=style, domain=domain, category=category)
-                out.append(Prompt(text=" ".join(text.split()), label=category))
+                text = " ".join(template.format(style=style, domain=domain, category=name).split()).rstrip(", ")
+                out.append(Prompt(text=AN_BEFORE_VOWEL.sub(r"\1n \2", text), label=category))
         return out

@@ -1,0 +1,1 @@
+"""The ``llm`` prompter: prompts written by any language model litellm reaches."""

@@ -1,0 +1,23 @@
+"""Keys live in the environment (litellm's usual variables) and nowhere else.
+
+``redact`` blanks every value of an environment variable whose name says it holds a secret, so a
+provider's error message that echoes a key never reaches a log or the terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
+
+
+def secrets() -> list[str]:
+    values = [v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= 6]
+    return sorted(values, key=len, reverse=True)  # a key that contains another goes first
+
+
+def redact(text: str) -> str:
+    for value in secrets():
+        text = text.replace(value, "***")
+    return re.sub(r"\b(sk|key|token)-[A-Za-z0-9_\-]{8,}", r"\1-***", text)  # key-shaped strings of other origins
