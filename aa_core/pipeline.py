@@ -108,6 +108,12 @@ def preflight(ctx: StageContext) -> None:
         backbone = build_classifier(config.model, len(ctx.categories), config.data.channels).backbone
     for kind, (cls, _options) in implementations.items():
         check_backbone(backbone, getattr(cls, "requires_backbone", None), f"{kind} '{ctx.chosen(kind)}'")
+    documented = (getattr(backbone, "pretrained_cfg", None) or {}).get("input_size")
+    if config.model.pretrained and documented and documented[-1] != config.data.image_size and ctx.is_main:
+        logger.warning(
+            "model.backbone %s was pretrained on %dx%d images and data.image_size is %d; set data.image_size=%d for its documented size",
+            config.model.backbone, documented[-1], documented[-1], config.data.image_size, documented[-1],
+        )  # fmt: skip
 
 
 def check_upstream(folder: RunFolder, fps: dict[str, str], wanted: list[str]) -> None:

@@ -227,3 +227,13 @@ def test_prompts_edited_by_hand_are_kept_and_rendered(tmp_path, tiny_config, sma
     assert "[prompts] reused" in proc.stderr and "[generate] done" in proc.stderr
     metadata = [json.loads(line) for line in (out / "source" / "metadata.jsonl").read_text().splitlines()]
     assert any(m["prompt"] == "a tiny handwritten digit 0" for m in metadata)
+
+
+def test_a_pretrained_backbone_at_another_size_than_its_documented_one_is_warned_about(tmp_path, tiny_config, small_target):
+    import timm
+    from safetensors.torch import save_file
+
+    save_file(timm.create_model("test_resnet", num_classes=0).state_dict(), tmp_path / "w.safetensors")
+    sets = ("--set", "model.backbone=test_resnet", "--set", f"model.pretrained={tmp_path / 'w.safetensors'}")
+    proc = aa("run", "--config", tiny_config, "--target", small_target, "--out", tmp_path / "run", *sets, "--until", "prompts", check=0)
+    assert "model.backbone test_resnet was pretrained on 160x160 images and data.image_size is 8" in proc.stderr

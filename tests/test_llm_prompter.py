@@ -81,7 +81,8 @@ def test_duplicates_and_prompts_without_their_category_are_dropped_and_topped_up
     def reply(body):
         rounds.append(1)
         if len(rounds) == 1:  # one good, an exact and a near duplicate of it, one without the category
-            return answer(["a mug on a wooden desk at dawn", "a mug on a wooden desk at dawn", "A mug on the wooden desk at dawn", "a cup of tea"])
+            good = "a mug on a wooden desk at dawn"
+            return answer([good, good, "A mug on the wooden desk at dawn", "a cup of tea"])
         return answer(["a mug in a cluttered garage, top view", "a mug under neon light"])
 
     with ChatServer(reply) as server:
@@ -179,3 +180,22 @@ def test_a_refused_request_exits_non_zero_with_one_line(tmp_path, tiny_config):
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "refused the request" in errors[0] and KEY not in proc.stderr + proc.stdout
+
+
+def test_requests_run_concurrently_up_to_the_limit(tmp_path):
+    import threading
+
+    lock, state = threading.Lock(), {"now": 0, "most": 0}
+
+    def reply(body):
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.3)
+        with lock:
+            state["now"] -= 1
+        return answer(varied(category_of(body)))
+
+    with ChatServer(reply) as server:
+        prompts = prompter(server.url, tmp_path, concurrency=2).prompts(["mug", "bike", "pen", "lamp"], "photo", 3, 0)
+    assert len(prompts) == 12 and state["most"] == 2
