@@ -4,6 +4,7 @@ Contracts (subclass one per implementation; ``aa_core.contracts`` explains them)
 
     Prompter, Prompt, PrompterContext             prompt generators   (aa.prompters)
     ImageGenerator, GeneratorContext              image generators    (aa.generators)
+    ImageFilter, ImageFilterContext               image filters       (aa_register_image_filters hook)
     UDAAlgorithm, UDABatch, UDAData               domain adaptation   (aa.uda)
     SSLAlgorithm, SSLBatch                        semi-supervised     (aa.ssl)
     Classifier, TrainingContext, Loaders          what algorithms receive
@@ -36,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 from aa_core.contracts import (
     Classifier,
     GeneratorContext,
+    ImageFilter,
+    ImageFilterContext,
     ImageGenerator,
     Loaders,
     NoOptions,
@@ -73,6 +76,8 @@ __all__ = [
     "EMA",
     "GeneratorContext",
     "ImageClassifier",
+    "ImageFilter",
+    "ImageFilterContext",
     "ImageGenerator",
     "Loaders",
     "NoOptions",

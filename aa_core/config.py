@@ -74,6 +74,7 @@ class GeneratorConfig(ImplementationSection):
     model: str | None = None  # checkpoint, hub id or local path; for glyph, a font file or folder
     images_per_class: int = Field(500, ge=1)
     batch_size: int = Field(16, ge=1)
+    retries: int = Field(3, ge=0)  # a blank or filtered image is made again with a derived seed, this many times
 
 
 class DataConfig(Section):
@@ -146,6 +147,8 @@ class Config(Section):
     refine: RefineConfig = Field(default_factory=RefineConfig)
     ssl: SSLConfig = Field(default_factory=SSLConfig)
     track: TrackConfig = Field(default_factory=TrackConfig)
+    # image filters turned on, each with its options: {clip: {top_k: 1}}; `null` turns one off
+    filters: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
 
 
 # named flags of `aa run` and the stage commands -> dotted keys

@@ -95,6 +95,7 @@ class GeneratorContext:
     categories: Sequence[str]
     device: Any  # torch.device chosen by accelerate for this process
     mixed_precision: str = "no"
+    cache_dir: Path | None = None  # a folder shared by every run on this machine (downloaded weights)
 
 
 class ImageGenerator(Implementation, ABC):
@@ -110,6 +111,39 @@ class ImageGenerator(Implementation, ABC):
 
     def close(self) -> None:
         """Release what ``__init__`` loaded (a pipeline on the GPU); called once the stage ends."""
+
+
+@dataclass
+class ImageFilterContext:
+    """What an image filter may use besides the images."""
+
+    categories: Sequence[str]
+    domain: str  # ``task.domain``
+    device: Any  # torch.device chosen by accelerate for this process
+
+
+class ImageFilter(Implementation, ABC):
+    """Drops synthetic images that do not show their category (registered through the
+    ``aa_register_image_filters`` hook, turned on by ``filters.NAME`` in the config).
+
+    Built once per generation stage on every process and asked batch by batch; a dropped image
+    is kept aside and listed (``dropped.jsonl``), and its slot is made again with another seed.
+    """
+
+    def __init__(self, options: BaseModel, context: ImageFilterContext):
+        self.options = options
+        self.context = context
+
+    @abstractmethod
+    def reasons(self, images: Sequence[Image], prompts: Sequence[str], labels: Sequence[str]) -> list[str | None]:
+        """Per image, why it is dropped (a short phrase), or ``None`` to keep it.
+
+        Image ``i``'s verdict must depend on image ``i`` alone, not on the rest of its batch, so
+        that the kept set is the same however the images were batched or shared out.
+        """
+
+    def close(self) -> None:
+        """Release what ``__init__`` loaded; called once the stage ends."""
 
 
 # --- training algorithms -----------------------------------------------------------------------

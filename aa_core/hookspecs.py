@@ -20,6 +20,11 @@ def aa_register_commands(app):
 
 
 @hookspec
+def aa_register_image_filters(register):
+    """Register image filters: ``register(name, cls)`` with ``cls`` an ``ImageFilter`` subclass."""
+
+
+@hookspec
 def aa_run_start(run_dir, config):
     """A run is starting in ``run_dir`` (a ``pathlib.Path``) with the resolved ``config`` (a dict)."""
 

@@ -92,6 +92,8 @@ def preflight(ctx: StageContext) -> None:
     implementations = {kind: ctx.implementation(kind) for kind in chosen_kinds(config)}
     for tracker in config.track.trackers:
         check_tracker(tracker)
+    if "generator" in implementations:
+        ctx.image_filters()  # an unknown filter or a bad option fails here
     target = ctx.target  # scans the target folder: a bad one fails here
     if target.unreadable and ctx.is_main:
         shown = ", ".join(target.unreadable[:3]) + (", ..." if len(target.unreadable) > 3 else "")

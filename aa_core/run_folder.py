@@ -42,6 +42,8 @@ class RunFolder:
         self.prompts = self.root / "prompts.jsonl"
         self.prompts_usage = self.root / "prompts_usage.json"
         self.source = self.root / "source"
+        self.dropped = self.root / "dropped"  # synthetic images an image filter dropped, and dropped.jsonl
+        self.generation = self.root / "generation.json"
         self.split = self.root / "split.csv"
         self.split_stats = self.root / "split.json"
         self.selection = self.root / "selection.json"

@@ -100,3 +100,45 @@ def stage_lines(stderr: str) -> dict[str, str]:
 
 def read_json(path: Path):
     return json.loads(Path(path).read_text())
+
+
+@pytest.fixture(scope="session")
+def stable_diffusion(tmp_path_factory) -> Path:
+    """A tiny Stable Diffusion pipeline folder (64x64 images), as ``save_pretrained`` writes one."""
+    from tiny_models import tiny_stable_diffusion
+
+    return tiny_stable_diffusion(tmp_path_factory.mktemp("sd") / "pipe")
+
+
+@pytest.fixture(scope="session")
+def stable_diffusion_with_checker(tmp_path_factory) -> Path:
+    """The same with a safety checker that withholds about half of the images."""
+    from tiny_models import tiny_stable_diffusion
+
+    return tiny_stable_diffusion(tmp_path_factory.mktemp("sd-checked") / "pipe", safety_checker=True)
+
+
+@pytest.fixture(scope="session")
+def clip_model(tmp_path_factory) -> Path:
+    """A tiny CLIPModel folder with its processor."""
+    from tiny_models import tiny_clip
+
+    return tiny_clip(tmp_path_factory.mktemp("clip") / "model")
+
+
+@pytest.fixture(scope="session")
+def glide_model(tmp_path_factory) -> Path:
+    """A tiny GLIDE base model and upsampler, saved as GLIDE's checkpoints are, with their options."""
+    pytest.importorskip("glide_text2im", reason="glide-text2im is not installed (pip install ../shared/third_party/glide-text2im)")
+    from tiny_models import tiny_glide
+
+    return tiny_glide(tmp_path_factory.mktemp("glide") / "model")
+
+
+def assert_same_image(a, b) -> None:
+    """The same picture up to the floating-point rounding of a batched pass, which a random tiny
+    model amplifies here and there (another seed differs by about 100 levels on average)."""
+    a, b = np.asarray(a).astype(int), np.asarray(b).astype(int)
+    assert a.shape == b.shape
+    differ = np.abs(a - b)
+    assert differ.mean() < 0.5 and (differ > 2).mean() < 5e-3, (differ.mean(), (differ > 2).mean())

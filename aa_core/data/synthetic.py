@@ -1,31 +1,28 @@
-"""The synthetic source: an image folder with one subfolder per category and ``metadata.jsonl``.
+"""The synthetic source's plan and its rows: which image each slot holds, and what made it.
 
-Each metadata row names ``file_name`` (relative to the folder), ``label``, ``prompt``, ``seed``
-and ``generator``: the layout ``datasets.load_dataset("imagefolder", data_dir=...)`` reads.
+The plan has one slot per image asked for: ``images_per_class`` slots per category, cycling
+through the category's prompts, each slot with its own seed. A slot is made by attempts: attempt
+0 uses the slot's seed, attempt ``k`` a seed derived from it; a new attempt is made when the
+generator returned a blank image (a safety checker's black one) or an image filter dropped it.
 
 An image's file name carries a key of everything that made it (the generator, its version and
-options, the prompt and the seed): ``{label}/{slot:06d}-{key}.png``. A file whose name is not in
-the plan was made by something else and is removed, so an image is always what its row says,
-and resuming reuses only images made the same way.
+options, the prompt and the attempt's seed): ``{label}/{slot:06d}-{key}.png``. A file whose name
+no current row gives was made by something else and is removed, so an image is always what its
+row says, and resuming reuses only images made the same way.
+
+Each row of ``metadata.jsonl`` names ``file_name`` (relative to the folder), ``label``,
+``prompt``, ``seed`` (the one that made it: the image is regenerated exactly from the row) and
+``generator``: the layout ``datasets.load_dataset("imagefolder", data_dir=...)`` reads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 METADATA = "metadata.jsonl"
-
-
-@dataclass(frozen=True)
-class SyntheticImage:
-    file_name: str
-    label: str
-    prompt: str
-    seed: int
-    generator: str
 
 
 def image_seed(seed: int, label: str, slot: int) -> int:
@@ -33,35 +30,85 @@ def image_seed(seed: int, label: str, slot: int) -> int:
     return int(hashlib.sha256(f"{seed}/{label}/{slot}".encode()).hexdigest()[:8], 16) >> 1
 
 
+def attempt_seed(seed: int, attempt: int) -> int:
+    """The seed of a slot's ``attempt``-th try: the slot's own seed first, then derived ones."""
+    return seed if attempt == 0 else int(hashlib.sha256(f"{seed}/attempt/{attempt}".encode()).hexdigest()[:8], 16) >> 1
+
+
 def image_key(maker: dict, prompt: str, seed: int) -> str:
     """Identity of one image: what made it (``maker``: generator, version, options), the prompt, the seed."""
     return hashlib.sha256(json.dumps([maker, prompt, seed], sort_keys=True).encode()).hexdigest()[:12]
 
 
-def plan(prompts: list[dict], images_per_class: int, seed: int, maker: dict) -> list[SyntheticImage]:
-    """Which image to make for each slot: class prompts are cycled, every image has its own seed."""
+@dataclass(frozen=True)
+class Slot:
+    """The ``index``-th image of ``label``, drawn from ``prompt``; ``seed`` is its first attempt's."""
+
+    label: str
+    index: int
+    prompt: str
+    seed: int
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.label, self.index
+
+    def file_name(self, maker: dict, attempt: int) -> str:
+        return f"{self.label}/{self.index:06d}-{image_key(maker, self.prompt, attempt_seed(self.seed, attempt))}.png"
+
+
+@dataclass(frozen=True)
+class SyntheticImage:
+    """One row: an image kept in ``source/`` (``metadata.jsonl``) or dropped (``dropped.jsonl``)."""
+
+    file_name: str  # relative to its folder; "" for a blank image, which is not kept
+    label: str
+    prompt: str
+    seed: int  # the seed that made it
+    generator: str
+    slot: int
+    attempt: int = 0  # earlier attempts of this slot were blank or dropped
+    blank: int = 0  # earlier attempts that came back blank (a safety checker's black image)
+    filtered: int = 0  # earlier attempts an image filter dropped
+    filters: str = ""  # fingerprint of the image filters it was checked by ("" for none)
+    reason: str = ""  # of a dropped image: why
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.label, self.slot
+
+    @classmethod
+    def of(cls, data: dict) -> SyntheticImage:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def moved(self, **changes) -> SyntheticImage:
+        return replace(self, **changes)
+
+
+def plan(prompts: list[dict], images_per_class: int, seed: int) -> list[Slot]:
+    """The slots: class prompts are cycled, every slot has its own seed."""
     by_label: dict[str, list[str]] = {}
     for prompt in prompts:
         by_label.setdefault(prompt["label"], []).append(prompt["text"])
-    out = []
-    for label, texts in by_label.items():
-        for slot in range(images_per_class):
-            text, image = texts[slot % len(texts)], image_seed(seed, label, slot)
-            name = f"{label}/{slot:06d}-{image_key(maker, text, image)}.png"
-            out.append(SyntheticImage(file_name=name, label=label, prompt=text, seed=image, generator=maker["name"]))
-    return out
+    return [
+        Slot(label, index, texts[index % len(texts)], image_seed(seed, label, index))
+        for label, texts in by_label.items()
+        for index in range(images_per_class)
+    ]
 
 
-def remove_strays(root: Path, images: list[SyntheticImage]) -> int:
-    """Delete files under ``root`` that the plan does not name (stale images); return how many."""
-    keep = {image.file_name for image in images} | {METADATA}
-    strays = [p for p in root.rglob("*") if p.is_file() and str(p.relative_to(root)) not in keep] if root.is_dir() else []
-    for path in strays:
-        path.unlink()
-    return len(strays)
+def read_rows(path: Path) -> list[SyntheticImage]:
+    """The rows of a ``.jsonl`` file; none if it is missing."""
+    if not path.is_file():
+        return []
+    return [SyntheticImage.of(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
 
 
-def write_metadata(root: Path, images: list[SyntheticImage]) -> None:
+def write_rows(path: Path, rows: list[SyntheticImage]) -> None:
     from aa_core.run_folder import write_atomic
 
-    write_atomic(root / METADATA, "".join(json.dumps(asdict(image)) + "\n" for image in images))
+    write_atomic(path, "".join(json.dumps(row.as_dict()) + "\n" for row in rows))

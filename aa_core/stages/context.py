@@ -34,6 +34,33 @@ class StageContext:
         cls = plugin_manager().load(kind, section.name)
         return cls, implementation_options(section_name, section, cls)
 
+    def image_filters(self) -> dict:
+        """``name -> (class, validated options)`` of the image filters the config turns on."""
+        from pydantic import ValidationError
+
+        from aa_core.config import ConfigError, describe
+
+        out = {}
+        for name, options in self.config.filters.items():
+            if options is None:
+                continue
+            cls = plugin_manager().image_filter(name)
+            try:
+                out[name] = cls, cls.Options.model_validate(options)
+            except ValidationError as exc:
+                raise ConfigError(describe(exc, prefix=f"filters.{name}.")) from None
+        return out
+
+    def filter_version(self, name: str) -> dict[str, str]:
+        """Which distribution and version provide image filter ``name``."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        distribution = plugin_manager().filters[name][1]
+        try:
+            return {"distribution": distribution, "version": version(distribution)}
+        except PackageNotFoundError:
+            return {"distribution": distribution}
+
     def version(self, kind: str) -> dict[str, str]:
         """Which distribution and version provide the named implementation (for fingerprints)."""
         name = self.chosen(kind)

@@ -97,4 +97,6 @@ def run(ctx: StageContext) -> None:
         metrics["model_selection"] = json.loads(ctx.folder.selection.read_text())
     if ctx.config.data.source is None and ctx.folder.prompts_usage.exists():
         metrics["prompts"] = json.loads(ctx.folder.prompts_usage.read_text())
+    if ctx.config.data.source is None and ctx.folder.generation.exists():
+        metrics["generation"] = json.loads(ctx.folder.generation.read_text())
     write_atomic(ctx.folder.metrics, json.dumps(metrics, indent=2))

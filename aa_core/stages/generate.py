@@ -1,22 +1,44 @@
 """Stage 1b: render the synthetic source from the prompts -> ``source/`` with ``metadata.jsonl``.
 
-The main process removes images the current plan does not name (made with another seed,
-prompt, generator or option); then the missing images are shared out between processes (one
-per GPU under ``accelerate launch``) and rendered in batches. Each image is written under its
-final name only once complete, so a rerun after an interruption renders only what is missing.
+In order:
+
+1. the plan: ``images_per_class`` slots per category, each with its prompt and seed
+   (``aa_core.data.synthetic``);
+2. the main process settles the ledger (``aa_core.data.source_ledger``): what earlier runs made
+   with the same generator and options is kept, everything else is deleted;
+3. the slots still empty are shared out between processes (one per GPU under ``accelerate
+   launch``), disjoint and in plan order, and rendered in batches. An image that comes back
+   blank (a safety checker's black square) or that an image filter drops is made again with a
+   derived seed, up to ``generator.retries`` times; dropped images are kept aside in
+   ``dropped/`` and listed in ``dropped.jsonl``. Each image is written under its final name
+   once complete and each batch's rows are journaled, so a kill loses at most the batch in flight;
+4. the main process settles again and reports the count per category (``generation.json``).
+
+Every image is a function of its prompt and seed alone, so the result is the same whatever the
+number of processes or the batch size.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+from collections import deque
+from pathlib import Path
 
-from aa_core.contracts import GeneratorContext
-from aa_core.data.synthetic import plan, remove_strays, write_metadata
+from PIL import Image
+
+from aa_core.contracts import GeneratorContext, ImageFilterContext
+from aa_core.data.builtin import cache_dir
+from aa_core.data.source_ledger import Journal, SourceLedger, Work
+from aa_core.data.synthetic import plan
 from aa_core.errors import AAError
-from aa_core.run_folder import fingerprint
+from aa_core.run_folder import fingerprint, write_atomic
 from aa_core.stages import prompts as prompts_stage
 from aa_core.stages.context import StageContext
 from aa_core.training.progress import progress_bar
+
+logger = logging.getLogger("aa")
 
 
 def inputs(ctx: StageContext) -> dict:
@@ -25,44 +47,164 @@ def inputs(ctx: StageContext) -> dict:
         "seed": ctx.config.seed,
         "generator": ctx.config.generator.model_dump(),
         "impl": ctx.version("generator"),
+        "filters": filters_fingerprint(ctx),
         # the prompts as written, hand edits included (empty until the prompts stage has run)
         "prompts": fingerprint(prompts.read_text()) if prompts.exists() else "",
     }
 
 
-def run(ctx: StageContext) -> None:
-    config = ctx.config.generator
-    accelerator = ctx.accelerator
-    cls, options = ctx.implementation("generator")
-    maker = {**ctx.version("generator"), "model": config.model, "options": options.model_dump(mode="json")}
-    images = plan(prompts_stage.read(ctx), config.images_per_class, ctx.config.seed, maker)
-    if ctx.is_main:
-        remove_strays(ctx.folder.source, images)
-    accelerator.wait_for_everyone()
-    todo = [image for image in images if not (ctx.folder.source / image.file_name).exists()]
+def filters_fingerprint(ctx: StageContext) -> str:
+    """Identity of the image filters turned on (names, options, versions); "" when none is."""
+    chosen = {name: {"options": options.model_dump(mode="json"), "impl": ctx.filter_version(name)}
+              for name, (_cls, options) in ctx.image_filters().items()}  # fmt: skip
+    return fingerprint(chosen) if chosen else ""
 
-    generator = cls(
-        options,
-        GeneratorContext(config.model, ctx.categories, accelerator.device, ctx.config.train.mixed_precision),
-    )
+
+def ledger(ctx: StageContext) -> SourceLedger:
+    config = ctx.config.generator
+    _cls, options = ctx.implementation("generator")
+    maker = {**ctx.version("generator"), "model": config.model, "options": options.model_dump(mode="json")}
+    slots = plan(prompts_stage.read(ctx), config.images_per_class, ctx.config.seed)
+    return SourceLedger(ctx.folder.source, ctx.folder.dropped, slots, maker, filters_fingerprint(ctx))
+
+
+def run(ctx: StageContext) -> None:
+    config, accelerator = ctx.config.generator, ctx.accelerator
+    book = ledger(ctx)
+    if ctx.is_main:
+        book.settle()
+    accelerator.wait_for_everyone()
+    book.read()
+    todo = book.work(config.retries)
+
+    cls, options = ctx.implementation("generator")
+    cache = cache_dir() / "generators"
+    context = GeneratorContext(config.model, ctx.categories, accelerator.device, ctx.config.train.mixed_precision, cache)
+    generator = cls(options, context)
+    filter_context = ImageFilterContext(ctx.categories, ctx.config.task.domain, accelerator.device)
+    filters = {name: f_cls(f_options, filter_context) for name, (f_cls, f_options) in ctx.image_filters().items()}
     try:
         with accelerator.split_between_processes(todo) as mine:
-            bar = progress_bar(total=len(mine), desc="generate", disable=not accelerator.is_local_main_process)
-            for start in range(0, len(mine), config.batch_size):
-                batch = mine[start : start + config.batch_size]
-                rendered = generator.generate([i.prompt for i in batch], [i.seed for i in batch])
-                if len(rendered) != len(batch):
-                    raise AAError(f"generator '{config.name}' returned {len(rendered)} images for {len(batch)} prompts")
-                for item, picture in zip(batch, rendered):
-                    path = ctx.folder.source / item.file_name
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_name(f".{path.name}")
-                    picture.save(tmp, format="PNG")
-                    os.replace(tmp, path)
-                bar.update(len(batch))
-            bar.close()
+            make(mine, book, generator, filters, config.batch_size, config.retries, show=accelerator.is_local_main_process)
     finally:
         generator.close()
+        for image_filter in filters.values():
+            image_filter.close()
     accelerator.wait_for_everyone()
     if ctx.is_main:
-        write_metadata(ctx.folder.source, images)
+        book.settle()
+        report(ctx, book)
+
+
+def make(todo: list[Work], book: SourceLedger, generator, filters: dict, batch_size: int, retries: int, show: bool) -> None:
+    """Fill this process's slots batch by batch; blank and dropped attempts go back to the queue."""
+    queue, journal = deque(todo), Journal(book.source)
+    bar = progress_bar(total=len(todo), desc="generate", unit="img", disable=not show)
+    dropped_count = 0
+    while queue:
+        batch = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
+        images = render(batch, book, generator)
+        reasons = judge(filters, batch, images)
+        kept, dropped = [], []
+        for work, image, reason in zip(batch, images, reasons):
+            if reason is None:
+                kept.append(keep(book, work, image))
+                bar.update(1)
+                continue
+            dropped.append(set_aside(book, work, image, reason))
+            dropped_count += 1
+            if work.attempt < retries:
+                queue.appendleft(work.again(blank=image is None))
+            else:
+                bar.update(1)  # given up: the slot stays empty
+        journal.append(kept, dropped)
+        if dropped_count:
+            bar.set_postfix(dropped=dropped_count)
+    bar.close()
+
+
+def render(batch: list[Work], book: SourceLedger, generator) -> list[Image.Image | None]:
+    """The batch's images (``None`` for a blank one): new ones from the generator, existing ones from disk."""
+    fresh = [work for work in batch if not work.existing]
+    made = iter(generator.generate([w.slot.prompt for w in fresh], [w.seed for w in fresh]) if fresh else [])
+    out = []
+    for work in batch:
+        if work.existing:
+            with Image.open(book.source / work.slot.file_name(book.maker, work.attempt)) as image:
+                out.append(image.copy())
+            continue
+        image = next(made, None)
+        if image is None:
+            raise AAError(f"generator '{book.maker['name']}' returned fewer images than prompts; fix the generator")
+        out.append(None if is_blank(image) else image)
+    if next(made, None) is not None:
+        raise AAError(f"generator '{book.maker['name']}' returned more images than prompts; fix the generator")
+    return out
+
+
+def is_blank(image: Image.Image) -> bool:
+    """All black: what a safety checker returns in place of an image it withholds."""
+    extrema = image.convert("RGB").getextrema()
+    return all(high == 0 for _low, high in extrema)
+
+
+def judge(filters: dict, batch: list[Work], images: list[Image.Image | None]) -> list[str | None]:
+    """Per image, why it is dropped ("blank", or the first filter's reason), or ``None`` to keep it."""
+    reasons: list[str | None] = ["blank" if image is None else None for image in images]
+    for name, image_filter in filters.items():
+        open_ = [i for i, reason in enumerate(reasons) if reason is None]
+        if not open_:
+            break
+        said = image_filter.reasons([images[i] for i in open_], [batch[i].slot.prompt for i in open_], [batch[i].slot.label for i in open_])
+        for i, reason in zip(open_, said):
+            if reason is not None:
+                reasons[i] = f"{name}: {reason}"
+    return reasons
+
+
+def keep(book: SourceLedger, work: Work, image: Image.Image):
+    name = work.slot.file_name(book.maker, work.attempt)
+    if not work.existing:
+        write_png(image, book.source / name)
+    return book.row(work, name)
+
+
+def set_aside(book: SourceLedger, work: Work, image: Image.Image | None, reason: str):
+    """A dropped attempt's row; a filtered image moves to ``dropped/`` (a blank one is not kept)."""
+    if image is None:
+        return book.row(work, "", reason)
+    name = work.slot.file_name(book.maker, work.attempt)
+    path = book.dropped_dir / name
+    if work.existing:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(book.source / name, path)
+    else:
+        write_png(image, path)
+    return book.row(work, name, reason)
+
+
+def write_png(image: Image.Image, path: Path) -> None:
+    """Write ``image`` under ``path`` only once complete: a reader never finds half an image."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def report(ctx: StageContext, book: SourceLedger) -> None:
+    """(Main process.) ``generation.json`` and one line: images per category, blank and dropped attempts."""
+    counts = book.counts()
+    asked = ctx.config.generator.images_per_class
+    blank = sum(1 for row in book.dropped if not row.file_name)
+    filtered = len(book.dropped) - blank
+    summary = {"images": sum(counts.values()), "per_class": counts, "asked_per_class": asked, "blank": blank, "dropped": filtered}
+    write_atomic(ctx.folder.generation, json.dumps(summary, indent=2))
+    per_class = ", ".join(f"{label}: {n}" for label, n in counts.items())
+    extra = f"; {blank} blank and {filtered} dropped attempts made again (listed in {book.dropped_list})" if book.dropped else ""
+    logger.info("generated %d images: %s%s", summary["images"], per_class, extra)
+    short = [label for label, n in counts.items() if n < asked]
+    if short:
+        logger.warning(
+            "%d categor%s got fewer than %d images after %d retries (%s); raise generator.retries or loosen the filters",
+            len(short), "y" if len(short) == 1 else "ies", asked, ctx.config.generator.retries, ", ".join(short[:5]),
+        )  # fmt: skip

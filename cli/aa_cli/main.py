@@ -224,7 +224,7 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-readab
     for p in rows:
         status = p.status + (f": {p.reason}" if p.reason else "")
         typer.echo(f"{p.distribution} {p.version}  [{status}]{'' if p.builtin else '  (third-party)'}")
-        for kind in KINDS:
+        for kind in [*KINDS, "filter"]:
             if p.names.get(kind):
                 typer.echo(f"  {kind:<10} {', '.join(p.names[kind])}")
         if p.hooks:
@@ -233,8 +233,19 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-readab
         typer.secho(f"error: {problem}", err=True, fg="red")
 
 
+class LevelPrefix(logging.Formatter):
+    """``WARNING: ...`` for problems; plain lines for what the run reports."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if record.levelno == logging.INFO else f"{record.levelname}: {message}"
+
+
 def main() -> None:
-    logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.WARNING)
+    handler = logging.StreamHandler()
+    handler.setFormatter(LevelPrefix("%(message)s"))
+    logging.basicConfig(handlers=[handler], level=logging.WARNING)
+    logging.getLogger("aa").setLevel(logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from aa_core.plugins import plugin_manager
 

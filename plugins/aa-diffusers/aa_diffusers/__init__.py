@@ -1,0 +1,1 @@
+"""Stable Diffusion (any diffusers text-to-image pipeline) and a CLIP image filter for Adapt Anything."""

@@ -1,0 +1,150 @@
+"""stable-diffusion: the synthetic source from any diffusers text-to-image pipeline.
+
+``generator.model`` is a Hugging Face hub id or a local folder holding ``model_index.json``;
+``AutoPipelineForText2Image`` picks the pipeline class it names (Stable Diffusion 1.x and 2.x,
+SDXL, the turbo variants, SD3, PixArt, Flux, ...). The pipeline is loaded once per process and
+released when the stage ends, so adaptation does not share the GPU with an idle UNet.
+
+In order: load (dtype, variant, revision; the scheduler swapped by class name; memory savers)
+-> per batch, one ``torch.Generator`` per image seeded with that image's seed, so an image is
+the same whatever batch it falls in and is regenerated exactly from its metadata row -> the
+pipeline's own ``__call__`` (encode prompts -> denoise -> decode; its safety checker, where it
+has one, blacks out what it withholds, and the stage makes those again with derived seeds).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Sequence
+from typing import Literal
+
+from PIL.Image import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from aa_core.api import AAError, GeneratorContext, ImageGenerator
+
+logger = logging.getLogger("aa")
+
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the paper's generator
+
+
+class StableDiffusionOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    revision: str | None = Field(None, description="hub revision (branch, tag or commit) of generator.model")
+    variant: str | None = Field(None, description='weights variant, e.g. "fp16" (smaller downloads)')
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="auto: float16 on CUDA, float32 elsewhere")
+    scheduler: str | None = Field(None, description="a diffusers scheduler class name (EulerDiscreteScheduler, ...); none: the model's")
+    steps: int = Field(50, ge=1, description="denoising steps (turbo models: 1 to 4)")
+    guidance_scale: float = Field(7.5, ge=0, description="classifier-free guidance (turbo models: 0)")
+    negative_prompt: str | None = Field(None, description="what every image should not show")
+    height: int | None = Field(None, ge=8, description="pixels; none: the model's default")
+    width: int | None = Field(None, ge=8, description="pixels; none: the model's default")
+    safety_checker: bool = Field(True, description="false loads the pipeline without its safety checker")
+    attention_slicing: bool = Field(False, description="attention in slices: less memory, a little slower")
+    vae_slicing: bool = Field(False, description="decode the batch one image at a time")
+    vae_tiling: bool = Field(False, description="decode each image in tiles (large images)")
+    cpu_offload: bool = Field(False, description="keep each model on the CPU until it runs (accelerators only)")
+    compile: bool = Field(False, description="torch.compile the denoiser (CUDA only; pays off over thousands of images)")
+
+
+def torch_dtype(name: str, device):
+    import torch
+
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+class StableDiffusionGenerator(ImageGenerator):
+    """Images from a diffusers text-to-image pipeline, one seeded ``torch.Generator`` per image."""
+
+    Options = StableDiffusionOptions
+
+    def __init__(self, options: StableDiffusionOptions, context: GeneratorContext):
+        super().__init__(options, context)
+        import torch
+
+        self.device = torch.device(context.device or "cpu")
+        self.model = context.model or DEFAULT_MODEL
+        self.pipe = load_pipeline(self.model, options, torch_dtype(options.dtype, self.device))
+        if options.scheduler:
+            self.pipe.scheduler = scheduler_named(options.scheduler, self.pipe.scheduler.config)
+        self.save_memory(options)
+        self.pipe.set_progress_bar_config(disable=True)  # the stage's bar counts images
+
+    def save_memory(self, o: StableDiffusionOptions) -> None:
+        import torch
+
+        pipe, accelerator = self.pipe, self.device.type != "cpu"
+        if o.attention_slicing:
+            pipe.enable_attention_slicing()
+        if o.vae_slicing:
+            pipe.vae.enable_slicing()
+        if o.vae_tiling:
+            pipe.vae.enable_tiling()
+        if o.cpu_offload and accelerator:
+            pipe.enable_model_cpu_offload(device=self.device)
+        else:
+            if o.cpu_offload:
+                logger.warning("generator.cpu_offload needs an accelerator; the pipeline stays on the CPU")
+            pipe.to(self.device)
+        if o.compile:
+            if self.device.type != "cuda":
+                logger.warning("generator.compile pays off on CUDA only; the denoiser runs uncompiled on %s", self.device.type)
+            else:
+                name = "unet" if getattr(pipe, "unet", None) is not None else "transformer"
+                setattr(pipe, name, torch.compile(getattr(pipe, name), fullgraph=True))
+
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[Image]:
+        import torch
+
+        o = self.options
+        # CPU generators: the same latents on every machine, as diffusers recommends for reproducibility
+        generators = [torch.Generator("cpu").manual_seed(int(seed)) for seed in seeds]
+        kwargs = {"prompt": list(prompts), "num_inference_steps": o.steps, "guidance_scale": o.guidance_scale, "generator": generators}
+        if o.negative_prompt:
+            kwargs["negative_prompt"] = [o.negative_prompt] * len(prompts)
+        if o.height:
+            kwargs["height"] = o.height
+        if o.width:
+            kwargs["width"] = o.width
+        with torch.inference_mode():
+            return list(self.pipe(**kwargs, output_type="pil").images)
+
+    def close(self) -> None:
+        import torch
+
+        if getattr(self, "pipe", None) is not None:
+            self.pipe.maybe_free_model_hooks()
+            self.pipe = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def load_pipeline(model: str, o: StableDiffusionOptions, dtype):
+    """``AutoPipelineForText2Image.from_pretrained`` with the options; a failure is one line."""
+    from diffusers import AutoPipelineForText2Image
+
+    kwargs = {"dtype": dtype, "revision": o.revision, "variant": o.variant}
+    if not o.safety_checker:
+        kwargs |= {"safety_checker": None, "requires_safety_checker": False}
+    try:
+        return AutoPipelineForText2Image.from_pretrained(model, **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AAError(
+            f"cannot load the diffusers pipeline '{model}': {reason}; set generator.model to a local folder with "
+            "model_index.json, or to a hub id this machine can download (or has in its Hugging Face cache)"
+        ) from None
+
+
+def scheduler_named(name: str, config):
+    """The diffusers scheduler class ``name``, configured like the pipeline's own."""
+    import diffusers
+
+    cls = getattr(diffusers, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
+        raise AAError(f"generator.scheduler '{name}' is not a diffusers scheduler; name a class such as EulerDiscreteScheduler")
+    return cls.from_config(config)

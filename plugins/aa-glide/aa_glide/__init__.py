@@ -1,0 +1,1 @@
+"""The ``glide`` generator: OpenAI's GLIDE with classifier-free guidance and its upsampler."""
