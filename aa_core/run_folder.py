@@ -81,5 +81,11 @@ class RunFolder:
         state[stage] = {"fingerprint": fp, "seconds": round(seconds, 3)}
         write_atomic(self._state, json.dumps(state, indent=2))
 
+    def adopt(self, stage: str, entry: dict, donor: Path) -> None:
+        """Record ``stage`` as complete with another run folder's entry (its outputs were shared here)."""
+        state = self.state()
+        state[stage] = {"fingerprint": entry["fingerprint"], "seconds": entry.get("seconds", 0.0), "shared_from": str(donor)}
+        write_atomic(self._state, json.dumps(state, indent=2))
+
     def seconds(self) -> dict[str, float]:
         return {stage: entry["seconds"] for stage, entry in self.state().items()}

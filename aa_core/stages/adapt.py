@@ -27,6 +27,8 @@ from aa_core.training.loop import run_steps
 from aa_core.training.predict import predict_probabilities
 from aa_core.training.weights import load_weights, save_weights
 
+OUTPUTS = ("source_only.safetensors", "adapt.safetensors", "selection.json", "train_log.jsonl")  # left in the run folder
+
 
 def source_inputs(ctx: StageContext) -> dict:
     c = ctx.config
@@ -37,6 +39,13 @@ def source_inputs(ctx: StageContext) -> dict:
         checkpoint = Path(c.model.pretrained)
         model["checkpoint"] = fingerprint([checkpoint.stat().st_size, checkpoint.stat().st_mtime_ns]) if checkpoint.is_file() else ""
     return {"seed": c.seed, "data": data, "model": model, "train": train, "source_only": c.source_only.model_dump()}
+
+
+def source_only_fingerprint(ctx: StageContext) -> str:
+    """Identity of the source-only model: its settings and the source's files (names, sizes, times)."""
+    data = ctx.config.data
+    root = Path(data.source) if data.source is not None else ctx.folder.source
+    return fingerprint({"inputs": source_inputs(ctx), "source": folder_digest(root)})
 
 
 def inputs(ctx: StageContext) -> dict:
@@ -91,7 +100,7 @@ def run(ctx: StageContext) -> None:
     )
 
     classifier = new_classifier(ctx)
-    source_fp = fingerprint({"inputs": source_inputs(ctx), "source": folder_digest(source.root)})
+    source_fp = source_only_fingerprint(ctx)
     if folder.is_current("source_only", source_fp) and folder.weights("source_only").exists():
         load_weights(classifier, folder.weights("source_only"))
     else:

@@ -23,6 +23,8 @@ from aa_core.stages.refine import refined_predictor
 from aa_core.training.predict import predict_probabilities
 from aa_core.training.weights import load_weights
 
+OUTPUTS = ("predictions.csv", "metrics.json")  # what the stage leaves in the run folder
+
 
 def inputs(ctx: StageContext) -> dict:
     return {"dev_fraction": ctx.config.data.dev_fraction}

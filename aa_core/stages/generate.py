@@ -41,6 +41,9 @@ from aa_core.training.progress import progress_bar
 logger = logging.getLogger("aa")
 
 
+OUTPUTS = ("source", "dropped", "generation.json")  # what the stage leaves in the run folder
+
+
 def inputs(ctx: StageContext) -> dict:
     prompts = ctx.folder.prompts
     return {

@@ -16,6 +16,8 @@ from aa_core.errors import AAError
 from aa_core.run_folder import write_atomic
 from aa_core.stages.context import StageContext
 
+OUTPUTS = ("prompts.jsonl", "prompts_usage.json")  # what the stage leaves in the run folder
+
 
 def inputs(ctx: StageContext) -> dict:
     c = ctx.config

@@ -35,6 +35,9 @@ logger = logging.getLogger("aa")
 RELIABLE_SCORE = 0.88
 
 
+OUTPUTS = ("split.csv", "split.json", "refine.safetensors")  # what the stage leaves in the run folder
+
+
 def inputs(ctx: StageContext) -> dict:
     c = ctx.config
     train = c.train.model_dump(include={"batch_size", "refine_steps"})

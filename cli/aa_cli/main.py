@@ -1,4 +1,4 @@
-"""``aa``: run the pipeline, run one stage on a run folder, list plugins.
+"""``aa``: run the pipeline, run one stage on a run folder, list plugins; sweep, compare, report, predict, export (``results``).
 
 Startup stays light: torch and the stages are imported inside the commands that need them.
 """
@@ -19,6 +19,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from aa_cli import results
 from aa_core.errors import AAError
 from aa_core.kinds import KINDS
 from aa_core.stages import STAGE_NAMES
@@ -231,6 +232,9 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-readab
             typer.echo(f"  {'hooks':<10} {', '.join(p.hooks)}")
     for problem in problems:
         typer.secho(f"error: {problem}", err=True, fg="red")
+
+
+results.register(app, user_errors)
 
 
 class LevelPrefix(logging.Formatter):

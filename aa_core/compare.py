@@ -1,0 +1,108 @@
+"""`aa compare ROOT_OR_RUNS...`: one table of many runs, one row per configuration.
+
+Runs are the finished run folders named, or found under the folders named (a sweep's root).
+Runs that differ only in their seed are one configuration; a configuration is named by the
+settings that tell it from the others (``uda.name=mcd ssl.name=mixmatch``). Columns: target
+accuracy after source-only training, adaptation and refinement, as mean ± standard deviation
+over the seeds (test half of the labels; blank where the target has no labels or the stage did
+not run), the number of seeds, and the mean seconds of a whole run (shared stages counted with
+the time they took where they ran).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from aa_core.errors import AAError
+from aa_core.run_folder import write_atomic
+
+MODELS = ("source_only", "adapt", "refine")
+NOT_SETTINGS = {"seed", "plugins", "environment"}  # differ between seeds or are records, not choices
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict
+    metrics: dict
+
+
+def find_runs(paths: list[str | Path]) -> list[Run]:
+    runs, seen = [], set()
+    for path in map(Path, paths):
+        if not path.exists():
+            raise AAError(f"{path} does not exist; name run folders or folders holding them")
+        found = [path] if (path / "metrics.json").is_file() else sorted(p.parent for p in path.rglob("metrics.json"))
+        for run in found:
+            if run.resolve() not in seen and (run / "config.yaml").is_file():
+                seen.add(run.resolve())
+                config = yaml.safe_load((run / "config.yaml").read_text()) or {}
+                runs.append(Run(run, config, json.loads((run / "metrics.json").read_text())))
+    if not runs:
+        raise AAError(f"no finished run under {', '.join(map(str, paths))}; finish one with `aa run` or `aa sweep`")
+    return runs
+
+
+def flatten(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out |= flatten(value, name + ".")
+        else:
+            out[name] = value
+    return out
+
+
+def labels(runs: list[Run]) -> list[str]:
+    """Each run's configuration name: the settings whose values differ among the runs, seed aside."""
+    flat = [{k: v for k, v in flatten(run.config).items() if k.split(".")[0] not in NOT_SETTINGS} for run in runs]
+    keys = sorted({k for f in flat for k in f})
+    differing = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flat}) > 1]
+    return [" ".join(f"{k}={f.get(k)}" for k in differing) or "all runs" for f in flat]
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return ""
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {std:.4f}"
+
+
+def table(runs: list[Run]) -> list[dict]:
+    groups: dict[str, list[Run]] = {}
+    for run, label in zip(runs, labels(runs)):
+        groups.setdefault(label, []).append(run)
+    rows = []
+    for label, members in groups.items():
+        row = {"configuration": label, "seeds": len(members)}
+        for model in MODELS:
+            row[model] = mean_std([r.metrics["target_accuracy"][model] for r in members if model in r.metrics.get("target_accuracy", {})])
+        seconds = [sum(r.metrics.get("seconds", {}).values()) for r in members]
+        row["seconds"] = f"{statistics.mean(seconds):.1f}"
+        rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write(rows: list[dict], out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out / "compare.csv", out / "compare.md"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    write_atomic(md_path, markdown(rows))
+    return csv_path, md_path

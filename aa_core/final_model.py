@@ -1,0 +1,100 @@
+"""A finished run's final model and the way it reads an image: what `aa predict`, `aa export` and
+`aa report` use outside the pipeline.
+
+The final model is the refined one when the run refines (``--ssl`` other than none), else the
+adapted one. Images go through the run's own input format: ``data.channels``, ``data.image_size``
+(area averaging when shrinking), and its normalisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from aa_core.config import load_config
+from aa_core.data.image_folder import is_image
+from aa_core.data.input_format import InputFormat
+from aa_core.errors import AAError
+from aa_core.run_folder import RunFolder
+from aa_core.stages.context import StageContext
+
+
+def open_run(run_dir: str | Path) -> StageContext:
+    """The stage context of a run folder whose model is trained; a one-line error otherwise."""
+    from aa_core.pipeline import read_config, with_backbone
+
+    folder = RunFolder(run_dir)
+    ctx = StageContext(load_config(base=read_config(folder)), folder)
+    with_backbone(ctx)
+    if not folder.weights(final_stage(ctx)).is_file():
+        missing = f"{final_stage(ctx)}.safetensors"
+        raise AAError(f"{folder.root} has no trained model yet ({missing}); finish it with `aa run --out {folder.root}`")
+    return ctx
+
+
+def final_stage(ctx: StageContext) -> str:
+    return "refine" if ctx.active("ssl") else "adapt"
+
+
+def final_predictor(ctx: StageContext) -> torch.nn.Module:
+    """The final network, its weights loaded, in evaluation mode."""
+    from aa_core.stages.adapt import adapted_predictor
+    from aa_core.stages.refine import refined_predictor
+
+    model = refined_predictor(ctx) if final_stage(ctx) == "refine" else adapted_predictor(ctx)
+    return model.eval()
+
+
+def image_paths(inputs: list[str | Path]) -> list[Path]:
+    """Image files named, and the images under folders named (recursively, sorted)."""
+    out = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            out += sorted(p for p in item.rglob("*") if is_image(p))
+        elif item.is_file():
+            out.append(item)
+        else:
+            raise AAError(f"{item} is neither an image file nor a folder; name image files or folders of images")
+    if not out:
+        raise AAError(f"no images in {', '.join(map(str, inputs))}; name image files or folders of images")
+    return out
+
+
+@dataclass
+class Prediction:
+    path: Path
+    category: str
+    confidence: float
+
+
+class Predictor:
+    """The final model with the run's preprocessing: PIL images -> categories and confidences."""
+
+    def __init__(self, ctx: StageContext):
+        self.categories = ctx.categories
+        self.model = final_predictor(ctx)
+        fmt = InputFormat(ctx.config.data, ctx.config.model)
+        self.prepare, self.to_tensor = fmt.prepare(), fmt.plain()
+
+    @torch.no_grad()
+    def probabilities(self, images: list[Image.Image]) -> torch.Tensor:
+        x = torch.stack([self.to_tensor(self.prepare(image)) for image in images])
+        return self.model(x).float().softmax(dim=1)
+
+    def predict(self, paths: list[Path], batch_size: int = 256) -> list[Prediction]:
+        out = []
+        for start in range(0, len(paths), batch_size):
+            batch = paths[start : start + batch_size]
+            images = []
+            for path in batch:
+                try:
+                    with Image.open(path) as image:
+                        images.append(image.copy())
+                except OSError:
+                    raise AAError(f"{path} does not open as an image; name readable images") from None
+            confidence, index = self.probabilities(images).max(dim=1)
+            out += [Prediction(p, self.categories[k], c) for p, k, c in zip(batch, index.tolist(), confidence.tolist())]
+        return out

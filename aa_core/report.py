@@ -1,0 +1,211 @@
+"""`aa report RUN`: one self-contained HTML page of a run, readable offline.
+
+In order: the accuracies and stage times; a grid of synthetic images per category with their
+prompts; a sample of target images with the final model's predictions (confident ones, which the
+refine stage took as labelled, framed green; the rest amber); the training curves of
+``train_log.jsonl``; the confusion matrix on the test half of the target's labels (when it has
+labels); the configuration and the plugins with their versions. Images and plots (matplotlib)
+are embedded as data URIs: the page needs no network and no other file.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from pathlib import Path
+
+import yaml
+from PIL import Image
+
+from aa_core.errors import AAError
+from aa_core.run_folder import RunFolder
+
+PER_CATEGORY = 8  # synthetic images shown per category
+TARGET_SAMPLE = 60  # target images shown
+
+
+def data_uri(image: Image.Image, size: int = 64) -> str:
+    """A PNG data URI of ``image``, enlarged with sharp pixels when it is small."""
+    if max(image.size) < size:
+        factor = max(1, size // max(image.size))
+        image = image.resize((image.width * factor, image.height * factor), Image.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def figure_uri(figure) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def read_csv(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def tile(uri: str, caption: str, title: str = "", frame: str = "") -> str:
+    style = f' style="border-color:{frame}"' if frame else ""
+    return (f'<figure class="tile"{style}><img src="{uri}" alt="{html.escape(caption)}" title="{html.escape(title)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")  # fmt: skip
+
+
+def synthetic_section(folder: RunFolder, categories: list[str]) -> str:
+    rows_path = folder.source / "metadata.jsonl"
+    if not rows_path.is_file():
+        return "<p>The source is a real image folder: nothing was synthesised.</p>"
+    rows = [json.loads(line) for line in rows_path.read_text().splitlines() if line.strip()]
+    parts = []
+    for category in categories:
+        chosen = [r for r in rows if r["label"] == category][:PER_CATEGORY]
+        tiles = []
+        for row in chosen:
+            with Image.open(folder.source / row["file_name"]) as image:
+                tiles.append(tile(data_uri(image.copy()), row["prompt"][:60], row["prompt"]))
+        parts.append(f"<h3>{html.escape(category)}</h3><div class='grid'>{''.join(tiles)}</div>")
+    dropped = folder.dropped / "dropped.jsonl"
+    if dropped.is_file() and dropped.read_text().strip():
+        count = len(dropped.read_text().splitlines())
+        parts.append(f"<p>{count} attempts were blank or dropped by an image filter and made again (dropped/dropped.jsonl).</p>")
+    return "".join(parts)
+
+
+def target_section(ctx, predictions: list[dict]) -> str:
+    split = {row["image"]: row["confident"] == "1" for row in read_csv(ctx.folder.split)}
+    step = max(1, len(predictions) // TARGET_SAMPLE)
+    tiles = []
+    for row in predictions[::step][:TARGET_SAMPLE]:
+        confident = split.get(row["image"])
+        frame = "" if confident is None else ("#2e7d32" if confident else "#ef8f00")
+        with Image.open(ctx.target.root / row["image"]) as image:
+            caption = f"{row['predicted']} ({float(row['confidence']):.2f})"
+            tiles.append(tile(data_uri(image.convert('RGB')), caption, row["image"], frame))
+    legend = "<p>Green: confident, labelled by its pseudo-label for refinement; amber: unconfident.</p>" if split else ""
+    return legend + f"<div class='grid'>{''.join(tiles)}</div>"
+
+
+def curves_section(folder: RunFolder) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not folder.log.is_file():
+        return "<p>No training log.</p>"
+    by_stage: dict[str, list[dict]] = {}
+    for line in folder.log.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            by_stage.setdefault(row["stage"], []).append(row)
+    plots = []
+    for stage, rows in by_stage.items():
+        figure, axis = plt.subplots(figsize=(4.5, 3))
+        names = [k for k in rows[-1] if k not in ("stage", "step") and isinstance(rows[-1][k], (int, float))]
+        for name in names:
+            points = [(r["step"], r[name]) for r in rows if name in r]
+            axis.plot([p[0] for p in points], [p[1] for p in points], label=name)
+        axis.set_title(stage)
+        axis.set_xlabel("step")
+        if names:
+            axis.legend(fontsize=7)
+        plots.append(f'<img class="plot" src="{figure_uri(figure)}" alt="training curves of {html.escape(stage)}">')
+    return "".join(plots)
+
+
+def confusion_section(ctx, predictions: list[dict]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    target = ctx.target
+    if target.labels is None or not target.test:
+        return "<p>The target has no labels: no confusion matrix.</p>"
+    predicted = {row["image"]: row["predicted"] for row in predictions}
+    names, k = target.names, len(ctx.categories)
+    matrix = np.zeros((k, k), dtype=int)
+    for i in target.test:
+        matrix[target.labels[i], ctx.categories.index(predicted[names[i]])] += 1
+    figure, axis = plt.subplots(figsize=(1 + 0.45 * k, 1 + 0.45 * k))
+    axis.imshow(matrix, cmap="Blues")
+    for (row, col), value in np.ndenumerate(matrix):
+        axis.text(col, row, str(value), ha="center", va="center", fontsize=7, color="white" if value > matrix.max() / 2 else "black")
+    axis.set_xticks(range(k), ctx.categories, rotation=90, fontsize=7)
+    axis.set_yticks(range(k), ctx.categories, fontsize=7)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    accuracy = np.trace(matrix) / matrix.sum()
+    caption = f"<p>Test half of the target's labels ({matrix.sum()} images, accuracy {accuracy:.4f}); for the report only.</p>"
+    return caption + f'<img class="plot" src="{figure_uri(figure)}" alt="confusion matrix">'
+
+
+def metrics_section(metrics: dict) -> str:
+    test, dev, seconds = metrics.get("target_accuracy", {}), metrics.get("dev_accuracy", {}), metrics.get("seconds", {})
+    models = [m for m in ("source_only", "adapt", "refine") if m in test]
+    rows = "".join(f"<tr><td>{m}</td><td>{test[m]}</td><td>{dev.get(m, '')}</td></tr>" for m in models)
+    table = f"<table><tr><th>model</th><th>test</th><th>dev</th></tr>{rows}</table>" if rows else "<p>The target has no labels.</p>"
+    times = ", ".join(f"{stage} {value:.1f} s" for stage, value in seconds.items())
+    return table + (f"<p>Stage times: {html.escape(times)}.</p>" if times else "")
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+.grid { display: flex; flex-wrap: wrap; gap: 6px; }
+.tile { margin: 0; border: 3px solid transparent; width: 112px; font-size: 10px; }
+.tile img { width: 100%; image-rendering: pixelated; display: block; }
+.plot { max-width: 480px; margin: 4px; }
+table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 2px 8px; }
+pre { background: #f6f6f6; padding: 1em; overflow: auto; }
+"""
+
+# once everything is in, the title says how many images decoded: a browser test reads it
+CHECK = """
+window.addEventListener("load", () => {
+  const images = Array.from(document.images);
+  const loaded = images.filter((image) => image.complete && image.naturalWidth > 0).length;
+  document.title = "images loaded: " + loaded + "/" + images.length;
+});
+"""
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    from aa_core.final_model import open_run
+
+    ctx = open_run(run_dir)
+    folder = ctx.folder
+    if not folder.metrics.is_file():
+        raise AAError(f"{folder.root} has no metrics.json yet; finish it with `aa run --out {folder.root}`")
+    metrics = json.loads(folder.metrics.read_text())
+    predictions = read_csv(folder.predictions)
+    recorded = yaml.safe_load(folder.config.read_text()) or {}
+    plugins = recorded.get("plugins", {})
+    plugin_rows = "".join(
+        f"<tr><td>{kind}</td><td>{html.escape(str(p.get('name')))}</td><td>{html.escape(str(p.get('distribution', '')))}</td>"
+        f"<td>{html.escape(str(p.get('version', '')))}</td></tr>"
+        for kind, p in plugins.items()
+    )
+    sections = [
+        ("Accuracy", metrics_section(metrics)),
+        ("Synthetic source", synthetic_section(folder, ctx.categories)),
+        ("Target predictions", target_section(ctx, predictions)),
+        ("Training curves", curves_section(folder)),
+        ("Confusion matrix", confusion_section(ctx, predictions)),
+        ("Plugins", f"<table><tr><th>kind</th><th>name</th><th>distribution</th><th>version</th></tr>{plugin_rows}</table>"),
+        ("Configuration", f"<pre>{html.escape(folder.config.read_text())}</pre>"),
+    ]
+    body = "".join(f"<h2>{title}</h2>{content}" for title, content in sections)
+    head = f"<meta charset='utf-8'><title>report</title><style>{STYLE}</style><script>{CHECK}</script>"
+    page = f"<!doctype html><html><head>{head}</head><body><h1>Adapt Anything run: {html.escape(str(folder.root))}</h1>{body}</body></html>"
+    path = Path(out) if out else folder.root / "report.html"
+    path.write_text(page)
+    return path

@@ -1,0 +1,289 @@
+"""`aa sweep`: a grid of runs under one root, sharing every stage they have in common.
+
+The members are the product of the grid (``--grid uda.name=dann,mcd``, or a YAML file of
+``key: [values]``) and the seeds; each is a run folder ``ROOT/<key=value__key=value>/seed<N>``
+made with the sweep's base settings (``--config``, ``--set``) plus its own.
+
+Sharing. Before a member runs, each of its leading stages that a member under the root has
+completed with the same fingerprint is adopted: the stage's outputs (``OUTPUTS`` of each stage
+module) are hard-linked where the pipeline only ever replaces a file whole (images, weights) and
+copied otherwise (small text files), and the stage's ``stages.json`` entry is copied. Nothing of
+gigabytes is copied, and a later change in one folder never reaches another: a hard link is
+replaced, not rewritten. The pipeline then reuses those stages as its own.
+
+Order. Work goes in phases: the first member of each distinct generation runs up to
+``generate``; then the first member of each distinct source-only model up to ``adapt``; then the
+first of each remaining distinct adaptation up to ``adapt``; then every member to the end. One
+generation serves every UDA/SSL pair and one adaptation every SSL algorithm, also when several
+devices work at once (``--devices 0,1``: one run per device).
+
+``ROOT/sweep.json`` records the sweep and each member's status (``done``, or ``failed`` with its
+error line); a failed member is recorded and the others go on. Running ``aa sweep ROOT`` again
+resumes: completed stages are reused, an interrupted one resumes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from queue import Queue
+
+import yaml
+
+from aa_core.config import load_config, parse_set
+from aa_core.errors import AAError
+from aa_core.run_folder import RunFolder, write_atomic
+
+logger = logging.getLogger("aa")
+
+LINKED = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".safetensors"}  # written once, then only replaced
+RECORD = "sweep.json"
+
+
+@dataclass
+class Member:
+    name: str  # "uda.name=dann__ssl.name=fixmatch"; "base" for an empty grid
+    seed: int
+    sets: list[str]  # the member's own --set items
+
+    @property
+    def folder(self) -> str:
+        return f"{self.name}/seed{self.seed}"
+
+
+@dataclass
+class Sweep:
+    root: Path
+    config: str | None = None  # the base --config file
+    sets: list[str] = field(default_factory=list)  # the base --set items
+    grid: dict[str, list] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    status: dict[str, str] = field(default_factory=dict)  # member folder -> done | failed: <error line>
+
+    # --- the grid --------------------------------------------------------------------------
+
+    def members(self) -> list[Member]:
+        keys = list(self.grid)
+        out = []
+        for values in itertools.product(*(self.grid[k] for k in keys)):
+            sets = [f"{k}={v}" for k, v in zip(keys, values)]
+            name = "__".join(sets) or "base"
+            out += [Member(name, seed, sets) for seed in self.seeds]
+        return out
+
+    def args(self, member: Member) -> list[str]:
+        """`aa run` arguments of a member, less --out."""
+        base = ["--config", self.config] if self.config else []
+        sets = [a for item in [*self.sets, *member.sets] for a in ("--set", item)]
+        return [*base, *sets, "--seed", str(member.seed)]
+
+    def config_of(self, member: Member):
+        return load_config(self.config, {"seed": member.seed}, [*self.sets, *member.sets])
+
+    def run_dir(self, member: Member) -> Path:
+        return self.root / member.folder
+
+    # --- the record --------------------------------------------------------------------------
+
+    def save(self) -> None:
+        record = {k: v for k, v in asdict(self).items() if k != "root"}
+        write_atomic(self.root / RECORD, json.dumps(record, indent=2, default=str))
+
+    @classmethod
+    def load(cls, root: Path) -> Sweep:
+        path = root / RECORD
+        if not path.is_file():
+            raise AAError(f"{root} holds no sweep ({RECORD}); start one with `aa sweep {root} --grid KEY=V1,V2`")
+        return cls(root=root, **json.loads(path.read_text()))
+
+
+def parse_grid(items: list[str], file: Path | None) -> dict[str, list]:
+    """``key=v1,v2`` items (values read as YAML), and a YAML file of ``key: [values]``, as one grid."""
+    grid: dict[str, list] = {}
+    if file is not None:
+        try:
+            loaded = yaml.safe_load(file.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise AAError(f"cannot read grid file {file}: {exc}") from None
+        if not isinstance(loaded, dict) or not all(isinstance(v, list) and v for v in loaded.values()):
+            raise AAError(f"grid file {file} must map each key to a list of values (uda.name: [dann, mcd])")
+        grid |= {str(k): v for k, v in loaded.items()}
+    for item in items:
+        key, raw = parse_set(item)
+        values = [yaml.safe_load(v) for v in str(raw).split(",")] if not isinstance(raw, list) else raw
+        if not values or any(v is None or v == "" for v in values):
+            raise AAError(f"invalid --grid '{item}': write it as section.key=value1,value2")
+        grid[key] = values
+    return grid
+
+
+# --- sharing ---------------------------------------------------------------------------------
+
+
+def share(src: Path, dst: Path) -> None:
+    """Hard-link (images, weights) or copy (the rest) ``src`` to ``dst``, a folder file by file."""
+    if src.is_dir():
+        for path in src.rglob("*"):
+            if path.is_file() and not path.name.startswith("."):
+                share(path, dst / path.relative_to(src))
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists() or dst.is_symlink():
+        dst.unlink()
+    if src.suffix in LINKED:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:  # another file system, or one without hard links
+            pass
+    shutil.copy2(src, dst)  # copy2 keeps the time: folder digests stay equal
+
+
+def adopt(folder: RunFolder, config, donors: list[RunFolder]) -> list[str]:
+    """Take every leading stage a donor completed with this run's fingerprint; return their names."""
+    from aa_core.pipeline import STAGES, active_stages, fingerprints, with_backbone
+    from aa_core.stages.adapt import source_only_fingerprint
+    from aa_core.stages.context import StageContext
+
+    ctx = StageContext(config.model_copy(deep=True), folder)
+    with_backbone(ctx)
+    folder.create()
+    taken = []
+    for stage in active_stages(ctx.config):
+        fps = fingerprints(ctx)  # again after each adoption: a stage's covers what the ones before it wrote
+        if stage == "adapt" and take_source_only(folder, source_only_fingerprint(ctx), donors):
+            taken.append("source_only")  # shared wherever the source and its settings are the same
+        if folder.is_current(stage, fps[stage]):
+            continue
+        donor = next((d for d in donors if d.root != folder.root and d.is_current(stage, fps[stage])), None)
+        if donor is None:
+            break
+        for name in STAGES[stage].OUTPUTS:
+            if (donor.root / name).exists():
+                share(donor.root / name, folder.root / name)
+        folder.adopt(stage, donor.state()[stage], donor.root)
+        taken.append(stage)
+    return taken
+
+
+def take_source_only(folder: RunFolder, fp: str, donors: list[RunFolder]) -> bool:
+    """Share a donor's source-only model trained on the same source with the same settings."""
+    if folder.is_current("source_only", fp):
+        return False
+    for donor in donors:
+        if donor.root != folder.root and donor.is_current("source_only", fp) and donor.weights("source_only").is_file():
+            share(donor.weights("source_only"), folder.weights("source_only"))
+            folder.adopt("source_only", donor.state()["source_only"], donor.root)
+            return True
+    return False
+
+
+def donors_under(root: Path) -> list[RunFolder]:
+    return [RunFolder(p.parent) for p in sorted(root.glob("*/seed*/stages.json"))]
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+def run_member(sweep: Sweep, member: Member, until: str | None, device: str | None) -> tuple[int, str]:
+    """`aa run` of one member in its own process (on ``device``); (exit status, last error line)."""
+    out = sweep.run_dir(member)
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "aa_cli.main", "run", "--out", str(out), *sweep.args(member), *(["--until", until] if until else [])]
+    env = dict(os.environ)
+    if device is not None:
+        env["CUDA_VISIBLE_DEVICES"] = device
+    with open(out / "sweep.log", "a") as log:
+        log.write(f"$ {' '.join(cmd[1:])}\n")
+        log.flush()
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    errors = [line for line in (out / "sweep.log").read_text().splitlines() if line.startswith("error:")]
+    return proc.returncode, (errors[-1] if errors else f"exit status {proc.returncode}")
+
+
+def phases(sweep: Sweep) -> list[tuple[str | None, str | None]]:
+    """(stage to run up to, what members are grouped by) of each phase; the last runs everyone to the end."""
+    config = load_config(sweep.config, {}, sweep.sets)  # the base settings: a real --source skips generation
+    first = [("generate", "generate")] if config.data.source is None else []
+    # one source-only model per source and its settings, then one adaptation per algorithm
+    return [*first, ("adapt", "source_only"), ("adapt", "adapt"), (None, None)]
+
+
+def run_sweep(sweep: Sweep, devices: list[str] | None, say=print) -> dict[str, str]:
+    """Run every member, phase by phase, sharing stages; return the status of each member."""
+    from aa_core.pipeline import fingerprints, with_backbone
+    from aa_core.stages.adapt import source_only_fingerprint
+    from aa_core.stages.context import StageContext
+
+    members = sweep.members()
+    sweep.root.mkdir(parents=True, exist_ok=True)
+    sweep.save()
+    failed: set[str] = set()
+    for until, key in phases(sweep):
+        jobs, seen = [], set()
+        for member in members:
+            if member.folder in failed:
+                continue
+            folder = RunFolder(sweep.run_dir(member))
+            try:  # a member whose settings are wrong fails alone
+                config = sweep.config_of(member)
+                shared = adopt(folder, config, donors_under(sweep.root))
+                ctx = StageContext(config.model_copy(deep=True), folder)
+                with_backbone(ctx)
+                fp = source_only_fingerprint(ctx) if key == "source_only" else fingerprints(ctx)[key] if key else ""
+            except AAError as exc:
+                failed.add(member.folder)
+                sweep.status[member.folder] = f"failed: error: {exc}"
+                say(f"[sweep] {member.folder}: failed (error: {exc})")
+                sweep.save()
+                continue
+            if shared:
+                say(f"[sweep] {member.folder}: shares {', '.join(shared)}")
+            if until is None:
+                jobs.append(member)
+                continue
+            if not folder.is_current(key, fp) and fp not in seen:
+                seen.add(fp)
+                jobs.append(member)
+        for member, (code, error) in zip(jobs, run_jobs(sweep, jobs, until, devices, say)):
+            if code != 0:
+                failed.add(member.folder)
+                sweep.status[member.folder] = f"failed: {error}"
+                say(f"[sweep] {member.folder}: failed ({error})")
+            elif until is None:
+                sweep.status[member.folder] = "done"
+            sweep.save()
+    return sweep.status
+
+
+def run_jobs(sweep: Sweep, jobs: list[Member], until: str | None, devices: list[str] | None, say) -> list[tuple[int, str]]:
+    """Run the jobs one after another, or one per device at a time; results in the jobs' order."""
+    what = f"up to {until}" if until else "to the end"
+
+    def one(member: Member, device: str | None) -> tuple[int, str]:
+        say(f"[sweep] {member.folder}: running {what}" + (f" on device {device}" if device is not None else ""))
+        return run_member(sweep, member, until, device)
+
+    if not devices:
+        return [one(member, None) for member in jobs]
+    free: Queue = Queue()
+    for device in devices:
+        free.put(device)
+
+    def on_a_device(member: Member) -> tuple[int, str]:
+        device = free.get()
+        try:
+            return one(member, device)
+        finally:
+            free.put(device)
+
+    with ThreadPoolExecutor(len(devices)) as pool:
+        return list(pool.map(on_a_device, jobs))
