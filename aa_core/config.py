@@ -108,7 +108,7 @@ class SourceOnlyConfig(SGDOptions):
     """Source-only training before adaptation: the baseline and the adaptation's start."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
-    steps: int = Field(500, ge=0)
+    steps: int | None = Field(None, ge=0)  # none: the UDA algorithm's source_only_steps, else 500
 
 
 class UDAConfig(ImplementationSection):

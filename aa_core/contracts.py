@@ -204,6 +204,8 @@ class TrainingAlgorithm(Implementation, ABC):
     requires_backbone: ClassVar[str | None] = None
     # the timm model a UDA algorithm gets when the config names no model.backbone
     default_backbone: ClassVar[str | None] = None
+    # the source-only steps a UDA algorithm starts from when the config sets no source_only.steps
+    source_only_steps: ClassVar[int | None] = None
 
     def __init__(self, options: BaseModel, classifier: Classifier, context: TrainingContext):
         self.options = options

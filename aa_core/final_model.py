@@ -24,11 +24,11 @@ from aa_core.stages.context import StageContext
 
 def open_run(run_dir: str | Path) -> StageContext:
     """The stage context of a run folder whose model is trained; a one-line error otherwise."""
-    from aa_core.pipeline import read_config, with_backbone
+    from aa_core.pipeline import read_config, with_algorithm_defaults
 
     folder = RunFolder(run_dir)
     ctx = StageContext(load_config(base=read_config(folder)), folder)
-    with_backbone(ctx)
+    with_algorithm_defaults(ctx)
     if not folder.weights(final_stage(ctx)).is_file():
         missing = f"{final_stage(ctx)}.safetensors"
         raise AAError(f"{folder.root} has no trained model yet ({missing}); finish it with `aa run --out {folder.root}`")

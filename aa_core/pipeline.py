@@ -58,14 +58,18 @@ def fingerprints(ctx: StageContext) -> dict[str, str]:
     return out
 
 
-def with_backbone(ctx: StageContext) -> None:
-    """A config that names no ``model.backbone`` gets the UDA algorithm's ``default_backbone``
-    (CDTrans: a tiny ViT), else ``aa_small_cnn``; config.yaml records the one chosen."""
+def with_algorithm_defaults(ctx: StageContext) -> None:
+    """What the config leaves to the UDA algorithm: a config that names no ``model.backbone`` gets
+    its ``default_backbone`` (CDTrans: a tiny ViT), else ``aa_small_cnn``; one that sets no
+    ``source_only.steps`` gets its ``source_only_steps``, else 500. config.yaml records the values."""
     from aa_core.models.classifier import DEFAULT_BACKBONE
+    from aa_core.source_only import DEFAULT_STEPS
 
+    uda = ctx.implementation("uda")[0] if ctx.active("uda") else None
     if ctx.config.model.backbone is None:
-        uda = ctx.implementation("uda")[0] if ctx.active("uda") else None
         ctx.config.model.backbone = getattr(uda, "default_backbone", None) or DEFAULT_BACKBONE
+    if ctx.config.source_only.steps is None:
+        ctx.config.source_only.steps = getattr(uda, "source_only_steps", None) or DEFAULT_STEPS
 
 
 def read_config(folder: RunFolder) -> dict:
@@ -144,7 +148,7 @@ def run(config: Config, root: str | Path, only: list[str] | None = None, until: 
     """
     folder = RunFolder(root)
     ctx = StageContext(config.model_copy(deep=True), folder)
-    with_backbone(ctx)
+    with_algorithm_defaults(ctx)
     config = ctx.config
     fps = fingerprints(ctx)
     inactive = [s for s in [*(only or []), *([until] if until else [])] if s not in fps]

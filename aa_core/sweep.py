@@ -149,12 +149,12 @@ def share(src: Path, dst: Path) -> None:
 
 def adopt(folder: RunFolder, config, donors: list[RunFolder]) -> list[str]:
     """Take every leading stage a donor completed with this run's fingerprint; return their names."""
-    from aa_core.pipeline import STAGES, active_stages, fingerprints, with_backbone
+    from aa_core.pipeline import STAGES, active_stages, fingerprints, with_algorithm_defaults
     from aa_core.stages.adapt import source_only_fingerprint
     from aa_core.stages.context import StageContext
 
     ctx = StageContext(config.model_copy(deep=True), folder)
-    with_backbone(ctx)
+    with_algorithm_defaults(ctx)
     folder.create()
     taken = []
     for stage in active_stages(ctx.config):
@@ -219,7 +219,7 @@ def phases(sweep: Sweep) -> list[tuple[str | None, str | None]]:
 
 def run_sweep(sweep: Sweep, devices: list[str] | None, say=print) -> dict[str, str]:
     """Run every member, phase by phase, sharing stages; return the status of each member."""
-    from aa_core.pipeline import fingerprints, with_backbone
+    from aa_core.pipeline import fingerprints, with_algorithm_defaults
     from aa_core.stages.adapt import source_only_fingerprint
     from aa_core.stages.context import StageContext
 
@@ -237,7 +237,7 @@ def run_sweep(sweep: Sweep, devices: list[str] | None, say=print) -> dict[str, s
                 config = sweep.config_of(member)
                 shared = adopt(folder, config, donors_under(sweep.root))
                 ctx = StageContext(config.model_copy(deep=True), folder)
-                with_backbone(ctx)
+                with_algorithm_defaults(ctx)
                 fp = source_only_fingerprint(ctx) if key == "source_only" else fingerprints(ctx)[key] if key else ""
             except AAError as exc:
                 failed.add(member.folder)

@@ -142,3 +142,12 @@ def assert_same_image(a, b) -> None:
     assert a.shape == b.shape
     differ = np.abs(a - b)
     assert differ.mean() < 0.5 and (differ > 2).mean() < 5e-3, (differ.mean(), (differ > 2).mean())
+
+
+def built(cls, model, **options):
+    """A generator plugin's class built as the generate stage builds it, on the CPU."""
+    import torch
+
+    from aa_core.api import GeneratorContext
+
+    return cls(cls.Options(**options), GeneratorContext(str(model), [], torch.device("cpu")))

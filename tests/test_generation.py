@@ -143,3 +143,19 @@ def test_a_kill_mid_generation_loses_at_most_the_batch_in_flight(tmp_path, tiny_
     still = {name: (out / "source" / name).stat().st_mtime_ns for name in made if (out / "source" / name).exists()}
     assert len(made) - len(still) <= 2 and all(still[n] == made[n] for n in still)  # at most one batch redone
     assert not [p.name for p in out.rglob(".*")]
+
+
+def test_a_source_made_before_attempts_existed_keeps_its_images(tmp_path, tiny_config, small_target):
+    out = tmp_path / "run"
+    aa("run", "--config", tiny_config, "--target", small_target, "--out", out, *UNTIL, check=0)
+    metadata = out / "source" / "metadata.jsonl"
+    old = [{k: r[k] for k in ("file_name", "label", "prompt", "seed", "generator")} for r in rows(metadata)]  # version 0.1's rows
+    metadata.write_text("".join(json.dumps(r) + "\n" for r in old))
+    state = read_json(out / "stages.json")
+    del state["generate"]  # as after an upgrade, whose generation fingerprint differs
+    (out / "stages.json").write_text(json.dumps(state))
+    stamps = {r["file_name"]: (out / "source" / r["file_name"]).stat().st_mtime_ns for r in old}
+    aa("generate", out, check=0)
+    kept = check_source(out, asked=6)
+    assert len(kept) == 60 and all(r["attempt"] == 0 for r in kept)
+    assert {r["file_name"]: (out / "source" / r["file_name"]).stat().st_mtime_ns for r in kept} == stamps

@@ -4,8 +4,7 @@ model saved as GLIDE's checkpoints are and loaded through the same torch.load pa
 import json
 
 import numpy as np
-import torch
-from conftest import aa, assert_same_image, stage_lines
+from conftest import aa, assert_same_image, built, stage_lines
 from PIL import Image
 
 GLIDE = ["--generator", "glide", "--set", "generator.steps=4", "--set", "generator.upsample_steps=2", "--set", "generator.batch_size=4",
@@ -13,10 +12,9 @@ GLIDE = ["--generator", "glide", "--set", "generator.steps=4", "--set", "generat
 
 
 def generator(model, **options):
-    from aa_core.api import GeneratorContext
     from aa_glide.glide import GlideGenerator
 
-    return GlideGenerator(GlideGenerator.Options(**options), GeneratorContext(str(model), [], torch.device("cpu")))
+    return built(GlideGenerator, model, **options)
 
 
 def test_aa_run_with_glide_end_to_end_and_each_image_regenerates_from_its_row(tmp_path, tiny_config, small_target, glide_model):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import aa, assert_same_image, read_json, stage_lines
+from conftest import aa, assert_same_image, built, read_json, stage_lines
 from PIL import Image
 
 SD = ["--generator", "stable-diffusion", "--set", "generator.steps=3", "--set", "generator.batch_size=4"]
@@ -18,10 +18,9 @@ def rows(path):
 
 
 def generator(model, **options):
-    from aa_core.api import GeneratorContext
     from aa_diffusers.stable_diffusion import StableDiffusionGenerator
 
-    return StableDiffusionGenerator(StableDiffusionGenerator.Options(**options), GeneratorContext(str(model), [], torch.device("cpu")))
+    return built(StableDiffusionGenerator, model, **options)
 
 
 def test_aa_run_end_to_end_and_every_image_regenerates_exactly_from_its_row(tmp_path, tiny_config, small_target, stable_diffusion):

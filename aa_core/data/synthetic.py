@@ -80,7 +80,10 @@ class SyntheticImage:
     @classmethod
     def of(cls, data: dict) -> SyntheticImage:
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        data = {k: v for k, v in data.items() if k in names}
+        if "slot" not in data:  # a row from before attempts existed: the slot is in the name, the attempt was the first
+            data["slot"] = int(Path(data["file_name"]).name.split("-")[0])
+        return cls(**data)
 
     def as_dict(self) -> dict:
         return asdict(self)
