@@ -202,7 +202,8 @@ def run_member(sweep: Sweep, member: Member, until: str | None, device: str | No
     if device is not None:
         env["CUDA_VISIBLE_DEVICES"] = device
     with open(out / "sweep.log", "a") as log:
-        log.write(f"$ {' '.join(cmd[1:])}\n")
+        on = f"CUDA_VISIBLE_DEVICES={device} " if device is not None else ""
+        log.write(f"$ {on}aa {' '.join(cmd[3:])}\n")
         log.flush()
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     errors = [line for line in (out / "sweep.log").read_text().splitlines() if line.startswith("error:")]

@@ -94,6 +94,16 @@ def test_a_failed_run_is_recorded_and_the_others_go_on(tmp_path, tiny_config):
     assert "1 of 2 runs done" in proc.stdout and "uda.name=nosuch/seed0: failed" in proc.stderr
 
 
+def test_with_devices_the_runs_of_a_phase_go_one_per_device_at_once(tmp_path, tiny_config, small_target):
+    root = tmp_path / "sweep"
+    sets = ["--set", "uda.name=none", "--set", f"data.target={small_target}", "--config", tiny_config]
+    # two CPU "devices" here: one thread each, as two runs share the two cores
+    proc = aa("sweep", root, "--grid", "ssl.name=none,fixmatch", *sets, "--devices", "0,1", env={"OMP_NUM_THREADS": "1"}, check=0)
+    assert "2 of 2 runs done" in proc.stdout
+    last = [(run / "sweep.log").read_text().split("$ ")[-1] for run in members(root)]
+    assert sorted(line.split()[0] for line in last) == ["CUDA_VISIBLE_DEVICES=0", "CUDA_VISIBLE_DEVICES=1"]
+
+
 def fake_run(folder, seed, uda, accuracy, seconds):
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "uda": {"name": uda}, "ssl": {"name": "none"}}))
