@@ -131,9 +131,11 @@ def tiny_glide(path: Path, upsampler: bool = True) -> Path:
     for name, defaults in models.items():
         extra = dict(TINY_GLIDE)
         model, _ = create_model_and_diffusion(**{**defaults, **extra, "use_fp16": False})
-        with torch.no_grad():  # GLIDE zero-initialises its output layers: wake them, so the text matters
-            for parameter in model.parameters():
-                if not parameter.any():
+        with torch.no_grad():
+            for key, parameter in model.named_parameters():
+                if key in ("positional_embedding", "padding_embedding"):  # GLIDE allocates them with torch.empty
+                    parameter.normal_(0, 0.01)
+                elif not parameter.any():  # zero-initialised output layers: wake them, so the text matters
                     parameter.normal_(0, 1e-3)
         torch.save(model.state_dict(), path / f"{name}.pt")
         (path / f"{name}.json").write_text(json.dumps(extra))
