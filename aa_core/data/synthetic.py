@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 METADATA = "metadata.jsonl"
@@ -87,9 +87,6 @@ class SyntheticImage:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-    def moved(self, **changes) -> SyntheticImage:
-        return replace(self, **changes)
 
 
 def plan(prompts: list[dict], images_per_class: int, seed: int) -> list[Slot]:
