@@ -19,6 +19,8 @@ Training helpers (they import torch on first use, so a hook module stays light):
     ImageClassifier          backbone -> bottleneck -> head, the ``Classifier`` the core builds
     SGDOptions, sgd          SGD with a slower pretrained backbone, optional no-decay groups
     param_groups             the same groups, for any torch optimizer
+    fused                    fused=True where torch has fused optimizer kernels (CPU, CUDA)
+    frozen                   with frozen(*modules): no gradients for their parameters
     Update                   update(loss): zero-grad, backward, step, schedule
     EMA                      moving average of weights for prediction
     lambda_lr, progress, inverse_decay, sigmoid_ramp, cosine_decay, warmup_cosine
@@ -59,7 +61,8 @@ from aa_core.training.schedules import cosine_decay, inverse_decay, lambda_lr, p
 if TYPE_CHECKING:  # for readers and type checkers; at run time they load on first use
     from aa_core.models.classifier import ImageClassifier
     from aa_core.training.ema import EMA
-    from aa_core.training.optim import SGDOptions, Update, param_groups, sgd
+    from aa_core.training.frozen import frozen
+    from aa_core.training.optim import SGDOptions, Update, fused, param_groups, sgd
 
 _LAZY = {
     "ImageClassifier": "aa_core.models.classifier",
@@ -67,6 +70,8 @@ _LAZY = {
     "sgd": "aa_core.training.optim",
     "param_groups": "aa_core.training.optim",
     "Update": "aa_core.training.optim",
+    "fused": "aa_core.training.optim",
+    "frozen": "aa_core.training.frozen",
     "EMA": "aa_core.training.ema",
 }
 
@@ -93,6 +98,8 @@ __all__ = [
     "UDAData",
     "Update",
     "cosine_decay",
+    "frozen",
+    "fused",
     "hookimpl",
     "inverse_decay",
     "lambda_lr",

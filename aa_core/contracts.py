@@ -208,8 +208,10 @@ class TrainingAlgorithm(Implementation, ABC):
     source_only_steps: ClassVar[int | None] = None
 
     def __init__(self, options: BaseModel, classifier: Classifier, context: TrainingContext):
+        from aa_core.training.memory_format import channels_last  # torch loads with the algorithm, not the contracts
+
         self.options = options
-        self.classifier = classifier
+        self.classifier = channels_last(classifier)
         self.context = context
 
     @abstractmethod

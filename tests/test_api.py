@@ -9,6 +9,7 @@ import torch
 from pydantic import BaseModel
 
 import aa_core.api as api
+from aa_core.api import frozen
 from aa_core.config import DataConfig, ModelConfig
 from aa_core.data.input_format import InputFormat
 from aa_core.data.loaders import Loaders
@@ -52,6 +53,11 @@ def test_importing_the_api_for_a_hook_imports_no_torch():
 class Context:
     pretrained_backbone = True
 
+    def __init__(self):
+        from accelerate import Accelerator
+
+        self.accelerator = Accelerator(cpu=True)
+
 
 def test_sgd_slows_a_pretrained_backbone_and_can_spare_biases_and_norms_from_decay():
     model = build_classifier(ModelConfig(), 3, 1)
@@ -61,6 +67,38 @@ def test_sgd_slows_a_pretrained_backbone_and_can_spare_biases_and_norms_from_dec
     assert [x for g in groups for x in (g["lr"], g["weight_decay"])] == pytest.approx([0.01, 0.01, 0.01, 0, 0.1, 0.01, 0.1, 0])
     assert all(p.ndim > 1 for g in groups if g["weight_decay"] for p in g["params"])
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def test_sgd_runs_fused_on_the_cpu_and_steps_as_the_loop_does():
+    trained = []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 2))
+        start = torch.cat([p.detach().flatten() for p in model.parameters()])
+        optimizer = api.sgd({"rest": model}, api.SGDOptions(), Context())
+        assert optimizer.defaults["fused"] is True
+        optimizer.defaults["fused"] = optimizer.param_groups[0]["fused"] = fused
+        for _ in range(3):  # momentum and Nesterov's look-ahead come in from the second step
+            optimizer.zero_grad()
+            model(torch.randn(6, 4)).logsumexp(dim=1).mean().backward()
+            optimizer.step()
+        trained.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        assert not torch.allclose(trained[-1], start)
+    assert torch.allclose(*trained, atol=1e-6)
+
+
+def test_frozen_modules_pass_gradients_through_but_take_none():
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(3, 3), torch.nn.Linear(3, 1)
+    b.bias.requires_grad_(False)  # frozen before: stays frozen
+    x = torch.randn(2, 3)
+    with frozen(b):
+        b(a(x)).sum().backward()
+    assert all(p.grad is not None for p in a.parameters()) and all(p.grad is None for p in b.parameters())
+    assert b.weight.requires_grad and not b.bias.requires_grad
+    with pytest.raises(RuntimeError), frozen(b):
+        raise RuntimeError("the update failed")
+    assert b.weight.requires_grad
 
 
 def test_update_zeroes_steps_and_schedules_once_per_loss():
@@ -156,7 +194,7 @@ class KViews(api.SSLAlgorithm):
 
 
 def test_ssl_views_may_be_declared_per_instance():
-    algorithm = KViews(KViews.Options(k=4), None, None)
+    algorithm = KViews(KViews.Options(k=4), torch.nn.Linear(1, 1), None)
     assert algorithm.unlabelled_views == ("weak",) * 4 and KViews.unlabelled_views == ("weak", "strong")
     fmt = InputFormat(DataConfig())
     assert len([fmt.view(v) for v in algorithm.unlabelled_views]) == 4
@@ -176,3 +214,21 @@ def test_a_pretrained_backbone_loads_from_a_local_checkpoint(tmp_path):
     assert classifier.head.out_features == 3
     with pytest.raises(AAError, match=f"checkpoint {tmp_path / 'missing.pth'} does not exist"):
         build_classifier(ModelConfig(backbone="test_resnet", pretrained=str(tmp_path / "missing.pth")), 3, 1)
+
+
+def test_training_stores_convolutions_channels_last_and_checkpoints_load_anywhere(tmp_path):
+    from accelerate import Accelerator
+    from safetensors.torch import load_model, save_model
+
+    from aa_uda.dann import DANN
+
+    classifier = build_classifier(ModelConfig(), 3, 1)
+    context = api.TrainingContext(Accelerator(cpu=True), 3, total_steps=2, batch_size=4, pretrained_backbone=False, seed=0)
+    trained = DANN(DANN.Options(), classifier, context).classifier
+    convs = [p for p in trained.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in convs)
+    save_model(trained, str(tmp_path / "w.safetensors"))
+    plain = build_classifier(ModelConfig(), 3, 1)
+    load_model(plain, str(tmp_path / "w.safetensors"))
+    x = torch.randn(2, 1, 8, 8)
+    assert torch.allclose(plain.eval()(x), trained.eval()(x), atol=1e-5)

@@ -65,3 +65,24 @@ def test_a_step_logs_and_the_predictor_is_rebuilt_from_weights():
     load_model(rebuilt, "/tmp/aa-mcd.safetensors")
     x = torch.randn(5, 1, 8, 8)
     assert torch.allclose(trained(x), rebuilt(x)) and torch.allclose(trained(x).exp().sum(dim=1), torch.ones(5))
+
+
+def test_step_c_computes_no_gradient_for_the_classifiers_and_unfreezes_them():
+    mcd, classifier, batch = make_mcd()
+    mcd.fit_source(batch)
+    before = [p.grad.clone() for p in classifier.head.parameters()]
+    mcd.minimise_discrepancy(batch)
+    assert all(torch.equal(a, p.grad) for a, p in zip(before, classifier.head.parameters()))
+    assert all(p.requires_grad for p in classifier.parameters())
+
+
+def test_step_c_reuses_step_b_target_features_as_if_computed_anew():
+    """The extractor does not move in step B, so its target features (and graph) serve step C's first update."""
+    results = []
+    for reuse in (True, False):
+        mcd, classifier, batch = make_mcd()
+        classifier.head.eval()  # no dropout: the two ways must agree exactly
+        _, f_t = mcd.maximise_discrepancy(batch)
+        mcd.minimise_discrepancy(batch, f_t if reuse else None)
+        results.append([p.detach().clone() for p in classifier.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*results))

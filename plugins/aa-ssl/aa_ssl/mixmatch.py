@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from aa_core.api import EMA, SSLAlgorithm, SSLBatch, TrainingContext, Update, param_groups, progress
+from aa_core.api import EMA, SSLAlgorithm, SSLBatch, TrainingContext, Update, fused, param_groups, progress
 
 
 def sharpen(p: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -110,7 +110,7 @@ class MixMatch(SSLAlgorithm):
         modules = {"backbone": classifier.backbone, "rest": rest}
         lr = options.lr or default_lr(classifier.backbone)
         groups = param_groups(modules, lr, options.weight_decay, options.backbone_lr_mult, context, decay_norm_and_bias=False)
-        optimizer = torch.optim.AdamW(groups, lr=lr)
+        optimizer = torch.optim.AdamW(groups, lr=lr, **fused(context.accelerator))
         self.ema = EMA(classifier, options.ema_decay, warmup=options.ema_warmup)
         self.classifier, optimizer = context.accelerator.prepare(classifier, optimizer)
         self.update = Update(optimizer, context.accelerator)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from aa_core.api import TrainingContext, UDAAlgorithm, UDABatch, Update
+from aa_core.api import TrainingContext, UDAAlgorithm, UDABatch, Update, frozen, fused
 
 
 def discrepancy(logits_1: torch.Tensor, logits_2: torch.Tensor) -> torch.Tensor:
@@ -84,11 +84,12 @@ class MCD(UDAAlgorithm):
         self.network = self.build_predictor(classifier, options)  # the source-only head is replaced
         accelerator = context.accelerator
         extractor = nn.Sequential(classifier.backbone, classifier.bottleneck)
-        opt_g = torch.optim.Adam(extractor.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-        opt_c = torch.optim.Adam(classifier.head.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+        opt_g = torch.optim.Adam(extractor.parameters(), lr=options.lr, weight_decay=options.weight_decay, **fused(accelerator))
+        opt_c = torch.optim.Adam(classifier.head.parameters(), lr=options.lr, weight_decay=options.weight_decay, **fused(accelerator))
         self.g, self.c1, self.c2, opt_g, opt_c = accelerator.prepare(extractor, classifier.head.c1, classifier.head.c2, opt_g, opt_c)
         self.update_all = Update([opt_g, opt_c], accelerator)
         self.update_g, self.update_c = Update(opt_g, accelerator), Update(opt_c, accelerator)
+        self.heads = (classifier.head.c1, classifier.head.c2)  # unwrapped: step C takes no gradient for them
 
     def source_loss(self, f_s: torch.Tensor, y_s: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.c1(f_s), y_s) + F.cross_entropy(self.c2(f_s), y_s)
@@ -99,27 +100,40 @@ class MCD(UDAAlgorithm):
         self.update_all(loss)
         return loss
 
-    def maximise_discrepancy(self, batch: UDABatch) -> torch.Tensor:
-        """B: the classifiers disagree on the target as much as they can, staying right on the source."""
-        n = len(batch.x_s)
-        with torch.no_grad():
-            f = self.g(torch.cat([batch.x_s, batch.x_t]))
-        gap = discrepancy(self.c1(f[n:]), self.c2(f[n:]))
-        self.update_c(self.source_loss(f[:n], batch.y_s) - gap)
-        return gap
+    def maximise_discrepancy(self, batch: UDABatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """B: the classifiers disagree on the target as much as they can, staying right on the source.
 
-    def minimise_discrepancy(self, batch: UDABatch) -> torch.Tensor:
-        """C: the extractor moves the target where the classifiers agree (their gradients are zeroed before they next step)."""
+        Source and target pass the extractor apart, as in the reference, so its batch norm sees
+        one domain at a time. Returns the gap and the target features with their graph: the
+        extractor has not moved since, so step C's first update reuses them.
+        """
+        with torch.no_grad():
+            f_s = self.g(batch.x_s)
         f_t = self.g(batch.x_t)
-        gap = discrepancy(self.c1(f_t), self.c2(f_t))
-        self.update_g(gap)
+        gap = discrepancy(self.c1(f_t.detach()), self.c2(f_t.detach()))
+        self.update_c(self.source_loss(f_s, batch.y_s) - gap)
+        return gap, f_t
+
+    def minimise_discrepancy(self, batch: UDABatch, f_t: torch.Tensor | None = None) -> torch.Tensor:
+        """C: the extractor moves the target where the classifiers agree.
+
+        The classifiers are frozen: the gradient flows through them to the extractor, but none is
+        computed for their weights. They are called unwrapped, so that under several processes no
+        gradient of theirs is waited for.
+        """
+        f_t = self.g(batch.x_t) if f_t is None else f_t
+        c1, c2 = self.heads
+        with frozen(c1, c2):
+            gap = discrepancy(c1(f_t), c2(f_t))
+            self.update_g(gap)
         return gap
 
     def train_step(self, batch: UDABatch, step: int) -> dict[str, float]:
         source = self.fit_source(batch)
-        widest = self.maximise_discrepancy(batch)
+        widest, f_t = self.maximise_discrepancy(batch)
         for _ in range(self.options.num_k):
-            narrowed = self.minimise_discrepancy(batch)
+            narrowed = self.minimise_discrepancy(batch, f_t)
+            f_t = None
         return {"source": source.item(), "discrepancy_max": widest.item(), "discrepancy_min": narrowed.item()}
 
     def predictor(self) -> nn.Module:
