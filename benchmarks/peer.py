@@ -1,7 +1,7 @@
 """aa's DANN and MCD against pytorch-adapt's, on the same data, network, batches and optimizers.
 
     pip install pytorch-adapt==0.0.83 "setuptools<81"   # a benchmark-only dependency (see below)
-    python benchmarks/peer.py [--steps 3000] [--seeds 0,1,2] [--keep DIR]
+    python benchmarks/peer.py [--steps 3000] [--seeds 0,1,2] [--algorithms dann,mcd] [--keep DIR]
 
 For each seed, one `aa run --uda none --ssl none` synthesises the default task's source and trains
 the source-only model. Then, for DANN and for MCD, both libraries start from those weights and take
@@ -230,11 +230,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--algorithms", default="dann,mcd")
     parser.add_argument("--turn", type=int, default=100, help="steps a library takes before the other's turn")
     parser.add_argument("--keep", type=Path, help="keep the run folders here (reused when run again)")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="aa-peer-"))
     seeds = [int(s) for s in args.seeds.split(",")]
+    algorithms = args.algorithms.split(",")
     libraries = ("aa", "pytorch-adapt")
     print(f"default task, seeds {args.seeds}, {args.steps} steps, turns of {args.turn}")
     print("| algorithm | seed | library | test (dev) accuracy | steps/s |")
@@ -242,7 +244,8 @@ def main() -> None:
     runs = {}
     for seed in seeds:
         ctx, source, target, loaders = build(root / f"seed{seed}", seed)
-        for name, peer in (("dann", peer_dann), ("mcd", peer_mcd)):
+        for name in algorithms:
+            peer = {"dann": peer_dann, "mcd": peer_mcd}[name]
             trainers = []
             for side in (partial(aa_side, name=name), peer):
                 torch.manual_seed(seed)  # each library's new layers start as they would alone
@@ -255,14 +258,14 @@ def main() -> None:
     print("| algorithm | library | mean test accuracy | steps/s |")
     print("|---|---|---|---|")
     summary = {}
-    for name in ("dann", "mcd"):
+    for name in algorithms:
         for library in libraries:
             rows = [runs[name, library, seed] for seed in seeds]
             mean = sum(test for test, _ in rows) / len(rows)
             speed = len(rows) * (args.steps - 20) / sum(trainer.seconds for _, trainer in rows)
             summary[name, library] = mean, speed
             print(f"| {name} | {library} | {mean:.4f} | {speed:.1f} |")
-    for name in ("dann", "mcd"):
+    for name in algorithms:
         (a_acc, a_speed), (p_acc, p_speed) = summary[name, "aa"], summary[name, "pytorch-adapt"]
         print(f"{name}: aa {a_acc - p_acc:+.4f} mean accuracy, {a_speed / p_speed:.2f}x the steps/s")
 

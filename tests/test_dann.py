@@ -8,6 +8,7 @@ from torch import nn
 
 from aa_core.training.schedules import inverse_decay, sigmoid_ramp
 from aa_uda.dann import DomainAdversarialLoss
+from aa_uda.domain_discriminator import DomainDiscriminator
 from aa_uda.gradient_reversal import reverse_gradient
 
 
@@ -19,9 +20,26 @@ def test_gradient_reversal_is_identity_forward_and_negated_scaled_backward():
     assert torch.allclose(x.grad, torch.tensor([-0.5, -1.0, -1.5]))
 
 
+class Linear(nn.Linear):
+    """A linear discriminator: no batch norm, so the domains' sizes change nothing."""
+
+    def forward(self, x, domain_sizes=None):
+        return super().forward(x)
+
+
+def test_the_discriminator_normalises_each_domain_apart_in_one_pass():
+    torch.manual_seed(0)
+    discriminator = DomainDiscriminator(4, hidden=8)
+    f_s, f_t = torch.randn(5, 4), torch.randn(3, 4) + 2
+    together = discriminator(torch.cat([f_s, f_t]), (5, 3))
+    apart = torch.cat([discriminator(f_s), discriminator(f_t)])
+    assert torch.allclose(together, apart, atol=1e-6)
+    assert not torch.allclose(discriminator(torch.cat([f_s, f_t])), apart, atol=1e-3)  # one batch norm over both differs
+
+
 def test_domain_adversarial_loss_matches_hand_computation():
     # D(f) = f . [1, -1]: source features score 1 and 2, target features score 0 and -1
-    discriminator = nn.Linear(2, 1, bias=False)
+    discriminator = Linear(2, 1, bias=False)
     discriminator.weight.data = torch.tensor([[1.0, -1.0]])
     f_s = torch.tensor([[1.0, 0.0], [2.0, 0.0]], requires_grad=True)
     f_t = torch.tensor([[0.0, 0.0], [0.0, 1.0]], requires_grad=True)

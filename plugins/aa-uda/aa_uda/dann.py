@@ -36,7 +36,8 @@ class DomainAdversarialLoss(torch.nn.Module):
     """:math:`\\mathcal{L}_{adv}` above, for source features ``f_s`` and target features ``f_t``.
 
     Args:
-        discriminator: maps features ``(N, d)`` to domain logits ``(N, 1)``.
+        discriminator: maps features ``(N, d)`` and the domains' sizes to domain logits ``(N, 1)``
+            (``DomainDiscriminator``: its batch norm takes each domain's statistics apart).
 
     Example::
 
@@ -50,7 +51,7 @@ class DomainAdversarialLoss(torch.nn.Module):
         self.discriminator = discriminator
 
     def forward(self, f_s: torch.Tensor, f_t: torch.Tensor, coefficient: float = 1.0) -> torch.Tensor:
-        logits = self.discriminator(reverse_gradient(torch.cat([f_s, f_t]), coefficient)).squeeze(1)
+        logits = self.discriminator(reverse_gradient(torch.cat([f_s, f_t]), coefficient), (len(f_s), len(f_t))).squeeze(1)
         d_s, d_t = logits[: len(f_s)], logits[len(f_s) :]
         return 0.5 * (
             F.binary_cross_entropy_with_logits(d_s, torch.ones_like(d_s))
