@@ -9,7 +9,7 @@ the source-only model. Then, for DANN and for MCD, both libraries start from tho
 the same network (aa's backbone and bottleneck as G, its head or MCD's two MLP heads as C, aa's
 discriminator as D), the same objective and the same optimizers and schedule:
 
-* DANN: ``CE + trade_off * (BCE_s + BCE_t) / 2`` with the digits preset's trade-off 0.1, SGD (lr
+* DANN: ``CE + trade_off * (BCE_s + BCE_t) / 2`` with the paper's trade-off 1, SGD (lr
   0.01, Nesterov momentum 0.9, weight decay 1e-3, ``(1 + 10p)^-0.75``). pytorch-adapt's gradient
   reversal has a constant weight of 1 where aa's ramps ``2 / (1 + exp(-10p)) - 1``: each library
   keeps its own.
@@ -133,7 +133,7 @@ def aa_algorithm(ctx, name: str):
     from aa_core.config import load_config
     from aa_core.stages.context import StageContext
 
-    return StageContext(load_config(base=ctx.config.model_dump(mode="json"), flags={"uda": name}), ctx.folder).implementation("uda")
+    return StageContext(load_config(flags={"uda": name}), ctx.folder).implementation("uda")
 
 
 def aa_side(ctx, data, steps: int, name: str):

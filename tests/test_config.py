@@ -83,11 +83,14 @@ def test_unreadable_config_file_is_one_line(tmp_path):
     assert "cannot read config file" in proc.stderr
 
 
+PRESET = {"uda": {"name": "dann", "trade_off": 0.1}}  # as a task preset may set DANN's options
+
+
 def test_task_options_apply_only_to_the_default_implementation():
-    assert load_config().uda.options() == {"trade_off": 0.1}  # the digits task's DANN setting
-    assert load_config(flags={"uda": "dann"}).uda.options() == {"trade_off": 0.1}
-    assert load_config(sets=["uda.trade_off=1"]).uda.options() == {"trade_off": 1}
-    assert load_config(flags={"uda": "entropy"}).uda.options() == {}
+    assert load_config(base=PRESET).uda.options() == {"trade_off": 0.1}
+    assert load_config(flags={"uda": "dann"}, base=PRESET).uda.options() == {"trade_off": 0.1}
+    assert load_config(sets=["uda.trade_off=1"], base=PRESET).uda.options() == {"trade_off": 1}
+    assert load_config(flags={"uda": "entropy"}, base=PRESET).uda.options() == {}
 
 
 def test_choosing_another_implementation_drops_the_previous_ones_options():
@@ -107,15 +110,15 @@ def test_the_default_task_is_a_preset_file_that_a_user_target_does_not_load(tmp_
 
     preset = yaml.safe_load((TASKS / "sklearn-digits.yaml").read_text())
     assert load_config().data.dev_fraction == preset["data"]["dev_fraction"] == 0.5
-    assert load_config().uda.options() == {"trade_off": preset["uda"]["trade_off"]}
+    assert load_config().task.domain == preset["task"]["domain"] == "handwritten digit"
     user = load_config(flags={"target": str(tmp_path)})
-    assert user.data.dev_fraction == 0.0 and user.uda.options() == {}  # DANN's own defaults
+    assert user.data.dev_fraction == 0.0 and user.task.domain != "handwritten digit"
 
 
 def test_naming_another_implementation_in_any_layer_drops_the_preset_options():
-    assert load_config(sets=["uda.name=entropy"]).uda.options() == {}
-    assert load_config(sets=["uda.name=entropy", "uda.weight=2"]).uda.options() == {"weight": 2}
-    assert load_config(sets=["uda.name=dann"]).uda.options() == {"trade_off": 0.1}
+    assert load_config(sets=["uda.name=entropy"], base=PRESET).uda.options() == {}
+    assert load_config(sets=["uda.name=entropy", "uda.weight=2"], base=PRESET).uda.options() == {"weight": 2}
+    assert load_config(sets=["uda.name=dann"], base=PRESET).uda.options() == {"trade_off": 0.1}
 
 
 def test_only_optional_kinds_may_be_none():
