@@ -2,9 +2,9 @@
 
 It outputs one logit per example, positive for "source". Given ``domain_sizes``, its batch norm
 takes each domain's statistics apart, as if each domain went through on its own, while the linear
-layers still run once over all rows. On the digits' dev half that lifted DANN's adaptation from
-0.8976 / 0.8764 / 0.8864 (seeds 0-2, one batch norm over both domains, tllib's way) to
-0.9332 / 0.9465 / 0.9310, without the two separate passes' cost (91 steps/s against 142).
+layers still run once over all rows. On the digits' dev half (trade-off 1) that lifted DANN's
+adaptation from 0.8976 / 0.8764 / 0.8864 (seeds 0-2, one batch norm over both domains, tllib's
+way) to 0.9332 / 0.9465 / 0.9310, without the cost of two separate passes (91 steps/s against 142).
 """
 
 from __future__ import annotations
