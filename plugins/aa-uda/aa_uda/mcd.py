@@ -133,7 +133,7 @@ class MCD(UDAAlgorithm):
         widest, f_t = self.maximise_discrepancy(batch)
         for _ in range(self.options.num_k):
             narrowed = self.minimise_discrepancy(batch, f_t)
-            f_t = None
+            f_t = None  # B's features serve the first update only: the extractor moves with each
         return {"source": source.item(), "discrepancy_max": widest.item(), "discrepancy_min": narrowed.item()}
 
     def predictor(self) -> nn.Module:
