@@ -89,7 +89,6 @@ class MCD(UDAAlgorithm):
         self.g, self.c1, self.c2, opt_g, opt_c = accelerator.prepare(extractor, classifier.head.c1, classifier.head.c2, opt_g, opt_c)
         self.update_all = Update([opt_g, opt_c], accelerator)
         self.update_g, self.update_c = Update(opt_g, accelerator), Update(opt_c, accelerator)
-        self.heads = (classifier.head.c1, classifier.head.c2)  # unwrapped: step C takes no gradient for them
 
     def source_loss(self, f_s: torch.Tensor, y_s: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.c1(f_s), y_s) + F.cross_entropy(self.c2(f_s), y_s)
@@ -122,7 +121,7 @@ class MCD(UDAAlgorithm):
         gradient of theirs is waited for.
         """
         f_t = self.g(batch.x_t) if f_t is None else f_t
-        c1, c2 = self.heads
+        c1, c2 = self.network.head.c1, self.network.head.c2  # unwrapped: no gradient of theirs to wait for
         with frozen(c1, c2):
             gap = discrepancy(c1(f_t), c2(f_t))
             self.update_g(gap)
