@@ -21,6 +21,7 @@ Training helpers (they import torch on first use, so a hook module stays light):
     param_groups             the same groups, for any torch optimizer
     fused                    fused=True where torch has fused optimizer kernels (CPU, CUDA)
     frozen                   with frozen(*modules): no gradients for their parameters
+    Dropout                  torch's dropout, its mask drawn faster on the CPU
     Update                   update(loss): zero-grad, backward, step, schedule
     EMA                      moving average of weights for prediction
     lambda_lr, progress, inverse_decay, sigmoid_ramp, cosine_decay, warmup_cosine
@@ -60,12 +61,14 @@ from aa_core.training.schedules import cosine_decay, inverse_decay, lambda_lr, p
 
 if TYPE_CHECKING:  # for readers and type checkers; at run time they load on first use
     from aa_core.models.classifier import ImageClassifier
+    from aa_core.models.dropout import Dropout
     from aa_core.training.ema import EMA
     from aa_core.training.frozen import frozen
     from aa_core.training.optim import SGDOptions, Update, fused, param_groups, sgd
 
 _LAZY = {
     "ImageClassifier": "aa_core.models.classifier",
+    "Dropout": "aa_core.models.dropout",
     "SGDOptions": "aa_core.training.optim",
     "sgd": "aa_core.training.optim",
     "param_groups": "aa_core.training.optim",
@@ -78,6 +81,7 @@ _LAZY = {
 __all__ = [
     "AAError",
     "Classifier",
+    "Dropout",
     "EMA",
     "GeneratorContext",
     "ImageClassifier",

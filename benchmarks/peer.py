@@ -22,8 +22,10 @@ Adam's coupled weight decay MCD's would decay 2-3x harder. Its ``SumWeighter`` w
 above gives both the objective aa optimises, so the comparison is of implementations.
 
 aa's speed comes from how it runs the same computation: fused optimizer kernels, channels-last
-convolution weights, and in MCD no weight gradients for the frozen classifiers in step C and
-step B's target features reused by step C's first update.
+convolution weights, and in MCD no weight gradients for the frozen classifiers in step C, step
+B's target features reused by step C's first update, and on the CPU dropout masks drawn from
+uniform numbers (``aa_core.models.dropout``) where pytorch-adapt's classifiers keep torch's own
+``nn.Dropout``.
 
 The two libraries train side by side in one process, taking turns of ``--turn`` steps, so that
 both see the same machine: on a shared 2-core machine one library alone measured anywhere from
@@ -185,10 +187,17 @@ def peer_mcd(ctx, data, _steps: int):
     classifier = source_only(ctx)
     g = nn.Sequential(classifier.backbone, classifier.bottleneck)
 
+    def torch_mlp() -> MCDClassifier:  # the same MLP with torch's own dropout, as a pytorch-adapt user writes it
+        mlp = MCDClassifier(classifier.features_dim, classifier.num_classes, o.hidden, o.dropout)
+        for i, layer in enumerate(mlp):
+            if isinstance(layer, nn.Dropout):
+                mlp[i] = nn.Dropout(layer.p)
+        return mlp
+
     class TwoHeads(nn.Module):
         def __init__(self):
             super().__init__()
-            self.c1, self.c2 = (MCDClassifier(classifier.features_dim, classifier.num_classes, o.hidden, o.dropout) for _ in range(2))
+            self.c1, self.c2 = torch_mlp(), torch_mlp()
 
         def forward(self, f):
             return [self.c1(f), self.c2(f)]

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from aa_core.api import TrainingContext, UDAAlgorithm, UDABatch, Update, frozen, fused
+from aa_core.api import Dropout, TrainingContext, UDAAlgorithm, UDABatch, Update, frozen, fused
 
 
 def discrepancy(logits_1: torch.Tensor, logits_2: torch.Tensor) -> torch.Tensor:
@@ -40,9 +40,9 @@ class MCDClassifier(nn.Sequential):
 
     def __init__(self, in_features: int, num_classes: int, hidden: int, dropout: float):
         super().__init__(
-            nn.Dropout(dropout), nn.Linear(in_features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-            nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-            nn.Dropout(dropout), nn.Linear(hidden, num_classes),
+            Dropout(dropout), nn.Linear(in_features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+            Dropout(dropout), nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+            Dropout(dropout), nn.Linear(hidden, num_classes),
         )  # fmt: skip
 
 
