@@ -6,9 +6,9 @@ In training each element is kept with probability :math:`1 - p` and scaled up, a
 .. math:: y = \\frac{m \\odot x}{1 - p}, \\qquad m_i = [u_i \\ge p], \\quad u_i \\sim U[0, 1)
 
 so :math:`m_i \\sim \\mathrm{Bernoulli}(1 - p)`, the same distribution. Why not torch's own: on
-the CPU its dropout draws the mask with ``bernoulli_``, which (with MKL) starts a new random
-stream on every call; for MCD's classifier-sized activations (32x128 to 64x256) that took 3x as
-long as ``rand_like`` and made dropout a sixth of an MCD step. On other devices torch's fused
+the CPU its dropout draws the mask with ``bernoulli_``, which for MCD's classifier-sized
+activations (32x128 to 64x256, 2 cores) took 3x as long as ``rand_like`` and made dropout a
+sixth of an MCD step. On other devices torch's fused
 dropout is used. Parameters and state are torch's, so checkpoints and TorchScript are unchanged.
 """
 
