@@ -99,7 +99,7 @@ class Trainer:
 
     def __init__(self, step, batches, predict):
         self.step, self.batches, self.predict = step, batches, predict
-        self.done, self.seconds = 0, 0.0
+        self.done, self.timed, self.seconds = 0, 0, 0.0
         self.random = torch.get_rng_state()
 
     def train(self, steps: int, timed: bool = True) -> None:
@@ -109,6 +109,7 @@ class Trainer:
             self.step(batch)
         if timed:
             self.seconds += time.perf_counter() - started
+            self.timed += steps
         self.done += steps
         self.random = torch.get_rng_state()
 
@@ -263,7 +264,7 @@ def main() -> None:
             for library, trainer in zip(libraries, trainers):
                 test, dev = accuracy(trainer.predict, ctx, target)
                 runs[name, library, seed] = (test, trainer)
-                print(f"| {name} | {seed} | {library} | {test:.4f} ({dev:.4f}) | {(args.steps - 20) / trainer.seconds:.1f} |", flush=True)
+                print(f"| {name} | {seed} | {library} | {test:.4f} ({dev:.4f}) | {trainer.timed / trainer.seconds:.1f} |", flush=True)
     print("| algorithm | library | mean test accuracy | steps/s |")
     print("|---|---|---|---|")
     summary = {}
@@ -271,7 +272,7 @@ def main() -> None:
         for library in libraries:
             rows = [runs[name, library, seed] for seed in seeds]
             mean = sum(test for test, _ in rows) / len(rows)
-            speed = len(rows) * (args.steps - 20) / sum(trainer.seconds for _, trainer in rows)
+            speed = sum(trainer.timed for _, trainer in rows) / sum(trainer.seconds for _, trainer in rows)
             summary[name, library] = mean, speed
             print(f"| {name} | {library} | {mean:.4f} | {speed:.1f} |")
     for name in algorithms:

@@ -121,7 +121,7 @@ class MCD(UDAAlgorithm):
         gradient of theirs is waited for.
         """
         f_t = self.g(batch.x_t) if f_t is None else f_t
-        c1, c2 = self.network.head.c1, self.network.head.c2  # unwrapped: no gradient of theirs to wait for
+        c1, c2 = self.network.head.c1, self.network.head.c2
         with frozen(c1, c2):
             gap = discrepancy(c1(f_t), c2(f_t))
             self.update_g(gap)
