@@ -4,17 +4,20 @@ Contracts (subclass one per implementation; ``aa_core.contracts`` explains them)
 
     Prompter, Prompt, PrompterContext             prompt generators   (aa.prompters)
     ImageGenerator, GeneratorContext              image generators    (aa.generators)
-    ImageFilter, ImageFilterContext               image filters       (aa_register_image_filters hook)
+    ImageFilter, ImageFilterContext               image filters       (aa.filters)
     UDAAlgorithm, UDABatch, UDAData               domain adaptation   (aa.uda)
-    SSLAlgorithm, SSLBatch                        semi-supervised     (aa.ssl)
+    SSLAlgorithm, SSLBatch, SSLFeed               semi-supervised     (aa.ssl)
     Classifier, TrainingContext, Loaders          what algorithms receive
+    Needs                                         what an algorithm needs of the run (backbone, defaults)
     NoOptions                                     for an implementation without options
 
 Hooks (``aa_core.hookspecs``; implement them in a module registered under ``aa.plugins``)::
 
     hookimpl
 
-Training helpers (they import torch on first use, so a hook module stays light)::
+Everything but ``hookimpl`` and ``AAError`` loads on first use, so a hook module stays light.
+
+Training helpers::
 
     ImageClassifier          backbone -> bottleneck -> head, the ``Classifier`` the core builds
     SGDOptions, sgd          SGD with a slower pretrained backbone, optional no-decay groups
@@ -37,36 +40,47 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from aa_core.contracts import (
-    Classifier,
-    GeneratorContext,
-    ImageFilter,
-    ImageFilterContext,
-    ImageGenerator,
-    Loaders,
-    NoOptions,
-    Prompt,
-    Prompter,
-    PrompterContext,
-    SSLAlgorithm,
-    SSLBatch,
-    TrainingContext,
-    UDAAlgorithm,
-    UDABatch,
-    UDAData,
-)
 from aa_core.errors import AAError
 from aa_core.hookspecs import hookimpl
-from aa_core.training.schedules import cosine_decay, inverse_decay, lambda_lr, progress, sigmoid_ramp, warmup_cosine
 
 if TYPE_CHECKING:  # for readers and type checkers; at run time they load on first use
+    from aa_core.contracts import (
+        Classifier,
+        GeneratorContext,
+        ImageFilter,
+        ImageFilterContext,
+        ImageGenerator,
+        Loaders,
+        Needs,
+        NoOptions,
+        Prompt,
+        Prompter,
+        PrompterContext,
+        SSLAlgorithm,
+        SSLBatch,
+        SSLFeed,
+        TrainingContext,
+        UDAAlgorithm,
+        UDABatch,
+        UDAData,
+    )
     from aa_core.models.classifier import ImageClassifier
     from aa_core.models.dropout import Dropout
     from aa_core.training.ema import EMA
     from aa_core.training.frozen import frozen
     from aa_core.training.optim import SGDOptions, Update, fused, param_groups, sgd
+    from aa_core.training.schedules import cosine_decay, inverse_decay, lambda_lr, progress, sigmoid_ramp, warmup_cosine
+
+CONTRACTS = (
+    "Classifier", "GeneratorContext", "ImageFilter", "ImageFilterContext", "ImageGenerator", "Loaders", "Needs", "NoOptions",
+    "Prompt", "Prompter", "PrompterContext", "SSLAlgorithm", "SSLBatch", "SSLFeed", "TrainingContext", "UDAAlgorithm",
+    "UDABatch", "UDAData",
+)  # fmt: skip
+SCHEDULES = ("cosine_decay", "inverse_decay", "lambda_lr", "progress", "sigmoid_ramp", "warmup_cosine")
 
 _LAZY = {
+    **dict.fromkeys(CONTRACTS, "aa_core.contracts"),
+    **dict.fromkeys(SCHEDULES, "aa_core.training.schedules"),
     "ImageClassifier": "aa_core.models.classifier",
     "Dropout": "aa_core.models.dropout",
     "SGDOptions": "aa_core.training.optim",
@@ -89,6 +103,7 @@ __all__ = [
     "ImageFilterContext",
     "ImageGenerator",
     "Loaders",
+    "Needs",
     "NoOptions",
     "Prompt",
     "Prompter",
@@ -96,6 +111,7 @@ __all__ = [
     "SGDOptions",
     "SSLAlgorithm",
     "SSLBatch",
+    "SSLFeed",
     "TrainingContext",
     "UDAAlgorithm",
     "UDABatch",

@@ -153,12 +153,12 @@ class Config(Section):
 
 # named flags of `aa run` and the stage commands -> dotted keys
 FLAG_KEYS = {
-    **{name: f"{kind.section}.name" for name, kind in KINDS.items()},
+    **{name: f"{kind.section}.name" for name, kind in KINDS.items() if kind.flag},
     "source": "data.source",
     "target": "data.target",
     "seed": "seed",
 }
-IMPLEMENTATION_SECTIONS = {kind.section for kind in KINDS.values()}
+IMPLEMENTATION_SECTIONS = {kind.section for kind in KINDS.values() if not kind.several}
 
 
 def describe(error: ValidationError, prefix: str = "") -> str:
@@ -232,7 +232,7 @@ def load_config(
     except ValidationError as exc:
         raise ConfigError(describe(exc)) from None
     for kind in KINDS.values():
-        if not kind.optional and getattr(config, kind.section).name == NONE:
+        if not kind.optional and not kind.several and getattr(config, kind.section).name == NONE:
             raise ConfigError(f"invalid config: {kind.section}.name: the {kind.name} cannot be {NONE}; name one (`aa plugins` lists them)")
     return config
 
@@ -252,9 +252,9 @@ def merge(into: dict, layer: dict) -> None:
             into[key] = value
 
 
-def implementation_options(section_name: str, section: ImplementationSection, cls: type) -> Any:
-    """Validate a section's extra keys against the chosen implementation's ``Options``."""
+def implementation_options(prefix: str, options: dict[str, Any], cls: type) -> Any:
+    """Validate ``options`` against the chosen implementation's ``Options``; errors name keys after ``prefix``."""
     try:
-        return cls.Options.model_validate(section.options())
+        return cls.Options.model_validate(options)
     except ValidationError as exc:
-        raise ConfigError(describe(exc, prefix=f"{section_name}.")) from None
+        raise ConfigError(describe(exc, prefix=prefix)) from None

@@ -1,9 +1,10 @@
-"""What each kind of plugin receives and returns.
+"""What each kind of plugin receives and returns: declarations only; the core decides what to do with them.
 
-Four kinds, each registered by name in its own entry-point group (``aa_core.kinds``)::
+Five kinds, each registered by name in its own entry-point group (``aa_core.kinds``)::
 
     [project.entry-points."aa.prompters"]   template = "pkg.module:TemplatePrompter"
     [project.entry-points."aa.generators"]  glyph = "pkg.module:GlyphGenerator"
+    [project.entry-points."aa.filters"]     clip = "pkg.module:CLIPFilter"
     [project.entry-points."aa.uda"]         dann = "pkg.module:DANN"
     [project.entry-points."aa.ssl"]         fixmatch = "pkg.module:FixMatch"
 
@@ -14,8 +15,9 @@ Training algorithms own their networks, optimizers and updates: the core hands t
 ``Classifier`` and batches, and asks for one ``train_step`` at a time. That leaves room for
 several updates per step with separate optimizers (MCD), losses over disjoint parameter sets
 (SymNets), periodic passes over whole data sets and custom batch pairing (CDTrans: override
-``batches`` and use ``Loaders.once``), and several augmented views per image (FixMatch,
-MixMatch: set ``unlabelled_views``, per instance if it depends on the options).
+``batches`` and use ``Loaders.once``). What an algorithm needs from the core is declared, never
+done here: ``needs`` (a kind of backbone, defaults for the run), ``build_network`` (the network
+it trains, when it is not the classifier) and, for SSL, ``feed`` (the views and sets it is fed).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -123,8 +125,8 @@ class ImageFilterContext:
 
 
 class ImageFilter(Implementation, ABC):
-    """Drops synthetic images that do not show their category (registered through the
-    ``aa_register_image_filters`` hook, turned on by ``filters.NAME`` in the config).
+    """Drops synthetic images that do not show their category (``aa.filters``; turned on by
+    ``filters.NAME`` in the config, several at once).
 
     Built once per generation stage on every process and asked batch by batch; a dropped image
     is kept aside and listed (``dropped.jsonl``), and its slot is made again with another seed.
@@ -156,8 +158,8 @@ class Classifier(Protocol):
 
     ``backbone`` is a timm model without its classifier (``backbone.num_features`` wide),
     ``bottleneck`` maps that to ``features_dim``, ``head`` maps ``features_dim`` to
-    ``num_classes``. An algorithm may replace ``head`` (MCD's two classifiers) or the whole
-    network; then it says how to rebuild its predictor in ``build_predictor``.
+    ``num_classes``. An algorithm may replace ``head`` (MCD's two classifiers) in its
+    ``build_network``.
     """
 
     backbone: torch.nn.Module
@@ -197,42 +199,54 @@ class Loaders(Protocol):
     def once(self, dataset: Dataset, batch_size: int, *, indices: bool = False) -> Iterator: ...
 
 
-class TrainingAlgorithm(Implementation, ABC):
-    """An algorithm that trains a classifier one ``train_step`` at a time (UDA or SSL)."""
+@dataclass(frozen=True)
+class Needs:
+    """What a training algorithm needs of the run, declared once and read by the core alone.
 
-    # a timm backbone class the algorithm needs (e.g. "VisionTransformer"); others are refused
-    requires_backbone: ClassVar[str | None] = None
-    # the timm model a UDA algorithm gets when the config names no model.backbone
-    default_backbone: ClassVar[str | None] = None
-    # the source-only steps a UDA algorithm starts from when the config sets no source_only.steps
-    source_only_steps: ClassVar[int | None] = None
+    ``backbone``: a timm backbone class the algorithm works with (CDTrans: ``"VisionTransformer"``);
+    a config naming another is refused before any work. ``default_backbone``: the timm model a
+    UDA algorithm gets when the config names no ``model.backbone``. ``source_only_steps``: the
+    source-only training a UDA algorithm starts from when the config sets no ``source_only.steps``.
+    """
+
+    backbone: str | None = None
+    default_backbone: str | None = None
+    source_only_steps: int | None = None
+
+
+class TrainingAlgorithm(Implementation, ABC):
+    """An algorithm that trains a network one ``train_step`` at a time (UDA or SSL).
+
+    The core builds the network first (``build_network``) and hands it to ``__init__`` as
+    ``classifier``; after the last step it saves ``predictor()``'s weights, and to predict later
+    it builds the network the same way and loads them.
+    """
+
+    needs: ClassVar[Needs] = Needs()
 
     def __init__(self, options: BaseModel, classifier: Classifier, context: TrainingContext):
-        from aa_core.training.memory_format import channels_last  # torch loads with the algorithm, not the contracts
-
         self.options = options
-        self.classifier = channels_last(classifier)
+        self.classifier = classifier
         self.context = context
+
+    @classmethod
+    def build_network(cls, classifier: Classifier, options: BaseModel) -> torch.nn.Module:
+        """The network this algorithm trains and predicts with, built around the core's ``classifier``.
+
+        The default is the classifier itself. An algorithm with other heads (MCD's two
+        classifiers, SymNets' 2K-wide one) builds them here, untrained: the core calls this before
+        ``__init__``, and again, with no optimizer, to load saved weights.
+        """
+        return classifier  # type: ignore[return-value]
 
     @abstractmethod
     def train_step(self, batch: Any, step: int) -> dict[str, float]:
         """Update the networks once; return scalars to log (losses, coefficients)."""
 
     def predictor(self) -> torch.nn.Module:
-        """The trained network that maps images to class logits (e.g. an EMA of the weights).
-
-        Its weights are saved; ``build_predictor`` must build a network they load into.
-        """
+        """The trained network whose weights are saved: the one ``__init__`` received, or one of
+        its architecture (an ``EMA``'s copy of it)."""
         return self.classifier
-
-    @classmethod
-    def build_predictor(cls, classifier: Classifier, options: BaseModel) -> torch.nn.Module:
-        """An untrained network of ``predictor()``'s architecture, built around ``classifier``.
-
-        The core loads saved weights into it to predict; no optimizer or schedule is built. The
-        default is the classifier itself: override it when the algorithm changes the network.
-        """
-        return classifier  # type: ignore[return-value]
 
 
 @dataclass
@@ -272,28 +286,36 @@ class UDAAlgorithm(TrainingAlgorithm):
 class SSLBatch:
     """Pseudo-labelled target images and unlabelled target images, as the views asked for."""
 
-    x_l: tuple[torch.Tensor, ...]  # one tensor per name in ``labelled_views``
+    x_l: tuple[torch.Tensor, ...]  # one tensor per name in ``SSLFeed.labelled_views``
     y_l: torch.Tensor
-    x_u: tuple[torch.Tensor, ...]  # one tensor per name in ``unlabelled_views``
+    x_u: tuple[torch.Tensor, ...]  # one tensor per name in ``SSLFeed.unlabelled_views``
+
+
+@dataclass(frozen=True)
+class SSLFeed:
+    """What an SSL algorithm is fed each step: which views of which images, how many.
+
+    Views are named augmentations the core provides: ``"plain"`` (no augmentation), ``"weak"``
+    (flip where allowed, translate 12.5%) and ``"strong"`` (FixMatch's RandAugment, then
+    Cutout). ``unlabelled`` is ``"unconfident"`` (the images the confident split left
+    unlabelled) or ``"all"`` (every target image, FixMatch's practice).
+    """
+
+    labelled_batch_size: int
+    unlabelled_batch_size: int
+    labelled_views: tuple[str, ...] = ("weak",)
+    unlabelled_views: tuple[str, ...] = ("weak", "strong")
+    unlabelled: Literal["unconfident", "all"] = "unconfident"
 
 
 class SSLAlgorithm(TrainingAlgorithm):
-    """Semi-supervised learning on the target alone: a confident, pseudo-labelled part and the rest.
+    """Semi-supervised learning on the target alone: a confident, pseudo-labelled part and the rest."""
 
-    Views are named augmentations the core provides: ``"plain"`` (no augmentation), ``"weak"``
-    (flip where allowed, translate 12.5%) and ``"strong"`` (FixMatch's RandAugment, then Cutout). The core
-    reads ``labelled_views`` and ``unlabelled_views`` from the instance after ``__init__``, so
-    they may depend on the options (MixMatch: ``self.unlabelled_views = ("weak",) * options.k``).
-    """
-
-    labelled_views: tuple[str, ...] = ("weak",)
-    unlabelled_views: tuple[str, ...] = ("weak", "strong")
-    # whether the unlabelled set holds every target image (FixMatch's practice) or only the rest
-    unlabelled_includes_labelled: bool = False
-
-    def unlabelled_batch_size(self) -> int:
-        """Unlabelled images per step; defaults to ``mu`` times the labelled batch."""
-        return self.context.batch_size * int(getattr(self.options, "mu", 1))
+    @classmethod
+    def feed(cls, options: BaseModel, context: TrainingContext) -> SSLFeed:
+        """The views and sets this algorithm is fed (default: a weak labelled view; weak and
+        strong views of as many unlabelled images, the unconfident ones)."""
+        return SSLFeed(context.batch_size, context.batch_size)
 
     @abstractmethod
     def train_step(self, batch: SSLBatch, step: int) -> dict[str, float]:

@@ -1,8 +1,8 @@
 """The hooks a plugin may implement: the whole cross-cutting contract, in one place.
 
-Named implementations (a prompter, a generator, a UDA or SSL algorithm) are not hooks: they are
-registered as entry points, one group per kind (``aa_core.kinds``). Hooks are for things many
-plugins join at once. A plugin module implements any of them with ``@hookimpl`` (from
+Named implementations (a prompter, a generator, an image filter, a UDA or SSL algorithm) are not
+hooks: they are registered as entry points, one group per kind (``aa_core.kinds``). Hooks are for
+things many plugins join at once. A plugin module implements any of them with ``@hookimpl`` (from
 ``aa_core.api``) and is registered under the ``aa.plugins`` entry-point group. Keep that module
 light: ``aa --help`` and ``aa plugins`` import it. Under ``accelerate launch`` hooks are called
 on the main process only.
@@ -17,11 +17,6 @@ hookimpl = pluggy.HookimplMarker("aa")
 @hookspec
 def aa_register_commands(app):
     """Add commands to the ``aa`` command line; ``app`` is its ``typer.Typer``."""
-
-
-@hookspec
-def aa_register_image_filters(register):
-    """Register image filters: ``register(name, cls)`` with ``cls`` an ``ImageFilter`` subclass."""
 
 
 @hookspec

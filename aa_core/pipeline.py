@@ -23,16 +23,18 @@ import yaml
 
 import aa_core
 from aa_core.config import Config
+from aa_core.context import StageContext
 from aa_core.errors import AAError
-from aa_core.kinds import KINDS, NONE, chosen
+from aa_core.fingerprints import fingerprints
+from aa_core.kinds import KINDS, chosen
+from aa_core.needs import check_backbones, fill_defaults
 from aa_core.plugins import plugin_manager
-from aa_core.run_folder import RunFolder, fingerprint, write_atomic
+from aa_core.run_folder import RunFolder, write_atomic
 from aa_core.stages import STAGE_NAMES
-from aa_core.stages.context import StageContext
 
 STAGES = {name: importlib.import_module(f"aa_core.stages.{name}") for name in STAGE_NAMES}
 DERIVED_KEYS = ("plugins", "environment")  # written to config.yaml for the record, not read back
-SYNTHESIS = ("prompter", "generator")  # the kinds a real --source makes unnecessary
+SYNTHESIS = ("prompter", "generator", "filter")  # the kinds a real --source makes unnecessary
 
 logger = logging.getLogger("aa")
 
@@ -40,36 +42,22 @@ logger = logging.getLogger("aa")
 def active_stages(config: Config) -> list[str]:
     """Stages this configuration runs: no prompts or generation for a real source, no refine without SSL."""
     skip = {"prompts", "generate"} if config.data.source is not None else set()
-    if chosen(config, "ssl") == NONE:
+    if not chosen(config, "ssl"):
         skip.add("refine")
     return [stage for stage in STAGES if stage not in skip]
 
 
 def chosen_kinds(config: Config) -> list[str]:
-    """The kinds whose implementation this run loads."""
+    """The kinds whose implementations this run loads."""
     synthetic = config.data.source is None
-    return [kind for kind in KINDS if chosen(config, kind) != NONE and (synthetic or kind not in SYNTHESIS)]
+    return [kind for kind in KINDS if chosen(config, kind) and (synthetic or kind not in SYNTHESIS)]
 
 
-def fingerprints(ctx: StageContext) -> dict[str, str]:
-    out, upstream = {}, None
-    for stage in active_stages(ctx.config):
-        upstream = out[stage] = fingerprint({"inputs": STAGES[stage].inputs(ctx), "upstream": upstream})
-    return out
-
-
-def with_algorithm_defaults(ctx: StageContext) -> None:
-    """What the config leaves to the UDA algorithm: a config that names no ``model.backbone`` gets
-    its ``default_backbone`` (CDTrans: a tiny ViT), else ``aa_small_cnn``; one that sets no
-    ``source_only.steps`` gets its ``source_only_steps``, else 500. config.yaml records the values."""
-    from aa_core.models.classifier import DEFAULT_BACKBONE
-    from aa_core.source_only import DEFAULT_STEPS
-
-    uda = ctx.implementation("uda")[0] if ctx.active("uda") else None
-    if ctx.config.model.backbone is None:
-        ctx.config.model.backbone = getattr(uda, "default_backbone", None) or DEFAULT_BACKBONE
-    if ctx.config.source_only.steps is None:
-        ctx.config.source_only.steps = getattr(uda, "source_only_steps", None) or DEFAULT_STEPS
+def context(config: Config, root: str | Path) -> StageContext:
+    """The stage context of ``config`` in run folder ``root``, with what it leaves to the algorithms settled."""
+    ctx = StageContext(config.model_copy(deep=True), RunFolder(root))
+    fill_defaults(ctx)
+    return ctx
 
 
 def read_config(folder: RunFolder) -> dict:
@@ -82,22 +70,22 @@ def read_config(folder: RunFolder) -> dict:
 
 def write_config(ctx: StageContext) -> None:
     record = ctx.config.model_dump(mode="json")
-    record["plugins"] = {kind: ctx.version(kind) for kind in chosen_kinds(ctx.config)}
+    record["plugins"] = {kind: ctx.version(kind) for kind in chosen_kinds(ctx.config) if not KINDS[kind].several}
+    for kind in (k for k in chosen_kinds(ctx.config) if KINDS[k].several):
+        record["plugins"][kind] = {name: ctx.distribution(kind, name) for name in chosen(ctx.config, kind)}
     record["environment"] = {"adapt_anything": aa_core.__version__, "python": platform.python_version()}
     write_atomic(ctx.folder.config, yaml.safe_dump(record, sort_keys=False))
 
 
 def preflight(ctx: StageContext) -> None:
     """Fail on a bad name, option, backbone or folder before any work."""
-    from aa_core.models.classifier import build_classifier, check_backbone
     from aa_core.trackers import check_tracker
 
     config = ctx.config
-    implementations = {kind: ctx.implementation(kind) for kind in chosen_kinds(config)}
+    for kind in chosen_kinds(config):  # an unknown name or a bad option fails here
+        ctx.implementations(kind)
     for tracker in config.track.trackers:
         check_tracker(tracker)
-    if "generator" in implementations:
-        ctx.image_filters()  # an unknown filter or a bad option fails here
     target = ctx.target  # scans the target folder: a bad one fails here
     if target.unreadable and ctx.is_main:
         shown = ", ".join(target.unreadable[:3]) + (", ..." if len(target.unreadable) > 3 else "")
@@ -111,9 +99,8 @@ def preflight(ctx: StageContext) -> None:
     import torch
 
     with torch.device("meta"):  # the architecture (and pretrained weights' availability), no memory
-        backbone = build_classifier(config.model, len(ctx.categories), config.data.channels).backbone
-    for kind, (cls, _options) in implementations.items():
-        check_backbone(backbone, getattr(cls, "requires_backbone", None), f"{kind} '{ctx.chosen(kind)}'")
+        backbone = ctx.new_classifier().backbone
+    check_backbones(ctx, backbone)
     documented = (getattr(backbone, "pretrained_cfg", None) or {}).get("input_size")
     if config.model.pretrained and documented and documented[-1] != config.data.image_size and ctx.is_main:
         logger.warning(
@@ -145,12 +132,15 @@ def run(config: Config, root: str | Path, only: list[str] | None = None, until: 
 
     Fingerprints are computed again after each stage, so a stage's may cover what the stages
     before it wrote (the generation covers ``prompts.jsonl`` as written, hand edits included).
+    Each stage starts from the run's seed, so its random draws do not depend on which stages ran
+    before it in this process (a resumed run draws what an uninterrupted one drew).
     """
-    folder = RunFolder(root)
-    ctx = StageContext(config.model_copy(deep=True), folder)
-    with_algorithm_defaults(ctx)
-    config = ctx.config
-    fps = fingerprints(ctx)
+    from accelerate.utils import set_seed
+
+    ctx = context(config, root)
+    config, folder = ctx.config, ctx.folder
+    stages = active_stages(config)
+    fps = fingerprints(ctx, stages)
     inactive = [s for s in [*(only or []), *([until] if until else [])] if s not in fps]
     if inactive:
         why = "with a real --source" if inactive[0] in ("prompts", "generate") else "with --ssl none"
@@ -173,19 +163,20 @@ def run(config: Config, root: str | Path, only: list[str] | None = None, until: 
             if main:
                 hook.aa_stage_end(stage=stage, run_dir=folder.root, seconds=0.0, reused=True)
             continue
-        fps = fingerprints(ctx)  # with what the stages before this one wrote
+        fps = fingerprints(ctx, stages)  # with what the stages before this one wrote
         if main:
-            for later in list(fps)[list(fps).index(stage) :]:  # this stage and all after it are stale now
+            for later in stages[stages.index(stage) :]:  # this stage and all after it are stale now
                 folder.forget(later)
             hook.aa_stage_start(stage=stage, run_dir=folder.root)
         started = time.perf_counter()
+        set_seed(config.seed)
         STAGES[stage].run(ctx)
         accelerator.wait_for_everyone()
         seconds = time.perf_counter() - started
         if main:
             folder.complete(stage, fps[stage], seconds)
             hook.aa_stage_end(stage=stage, run_dir=folder.root, seconds=seconds, reused=False)
-    fps = fingerprints(ctx)
+    fps = fingerprints(ctx, stages)
     if main:
         record_seconds(folder, fps)
     accelerator.wait_for_everyone()

@@ -115,7 +115,6 @@ class PluginManager:
         for info in self.plugins.values():
             self._load_hooks(info)
         self.pm.check_pending()
-        self.filters = self._collect_filters()
 
     def _load_hooks(self, info: PluginInfo) -> None:
         reason = disabled_reason(info.distribution)
@@ -135,46 +134,6 @@ class PluginManager:
                 raise
             info.status, info.reason = "failed", f"{type(exc).__name__}: {exc}"
             logger.warning("plugin %s failed to load: %s (see `aa plugins`)", info.distribution, info.reason)
-
-    def _collect_filters(self) -> dict[str, tuple[type, str]]:
-        """Image filters by name -> (class, distribution), asking each plugin's hook in turn."""
-        owners = {f"{info.distribution}:{ep.name}": info for info in self.plugins.values() for ep in info.entry_points}
-        found: dict[str, tuple[type, str]] = {}
-        for impl in self.pm.hook.aa_register_image_filters.get_hookimpls():
-            info = owners.get(impl.plugin_name)
-            distribution = info.distribution if info else impl.plugin_name
-
-            def register(name: str, cls: type, distribution: str = distribution, info=info) -> None:
-                if name in found:
-                    raise AAError(f"image filter '{name}' is registered by both {found[name][1]} and {distribution}; "
-                                  f"disable one with {DISABLE_ENV}={distribution}")  # fmt: skip
-                found[name] = (cls, distribution)
-                if info is not None:
-                    info.names.setdefault("filter", []).append(name)
-
-            try:
-                impl.function(register=register)
-            except AAError:
-                raise
-            except Exception as exc:  # a broken plugin does not take the host down
-                if self.strict:
-                    raise
-                if info is not None:
-                    info.status, info.reason = "failed", f"{type(exc).__name__}: {exc}"
-                logger.warning("plugin %s failed to register its image filters: %s", distribution, exc)
-        return found
-
-    def image_filter(self, name: str) -> type:
-        """The image filter class registered as ``name``."""
-        from aa_core.contracts import ImageFilter
-
-        if name not in self.filters:
-            choices = ", ".join(sorted(self.filters)) or "none installed"
-            raise AAError(f"unknown image filter '{name}'. Choose one of: {choices}")
-        cls, distribution = self.filters[name]
-        if not (isinstance(cls, type) and issubclass(cls, ImageFilter)):
-            raise AAError(f"image filter '{name}' from {distribution} is not an ImageFilter (aa_core.api.ImageFilter); fix the plugin")
-        return cls
 
     @property
     def hook(self):

@@ -15,6 +15,15 @@ from typing import Any
 
 from aa_core.errors import AAError
 
+# what each stage leaves in the run folder (``aa sweep`` shares them between run folders)
+OUTPUTS = {
+    "prompts": ("prompts.jsonl", "prompts_usage.json"),
+    "generate": ("source", "dropped", "generation.json"),
+    "adapt": ("source_only.safetensors", "adapt.safetensors", "selection.json", "train_log.jsonl"),
+    "refine": ("split.csv", "split.json", "refine.safetensors"),
+    "evaluate": ("predictions.csv", "metrics.json"),
+}
+
 
 def fingerprint(inputs: Any) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -19,8 +19,6 @@ from aa_core.contracts import TrainingContext, UDAAlgorithm, UDABatch, UDAData
 from aa_core.training.optim import Update, sgd
 from aa_core.training.schedules import inverse_decay, lambda_lr
 
-DEFAULT_STEPS = 500  # where neither the config nor the UDA algorithm (``source_only_steps``) says otherwise
-
 
 class SourceOnly(UDAAlgorithm):
     """Cross-entropy on the labelled source; the target is not used."""

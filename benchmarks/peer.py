@@ -58,6 +58,7 @@ from aa_core.contracts import UDABatch, UDAData
 def build(root: Path, seed: int):
     """The run folder with source and source-only weights, the config, and the data."""
     from aa_core.config import load_config
+    from aa_core.context import StageContext
     from aa_core.data.input_format import InputFormat
     from aa_core.data.loaders import Loaders
     from aa_core.data.prepared import Prepared
@@ -65,7 +66,6 @@ def build(root: Path, seed: int):
     from aa_core.data.views import Views
     from aa_core.pipeline import read_config
     from aa_core.run_folder import RunFolder
-    from aa_core.stages.context import StageContext
 
     out = root / "base"
     cmd = [sys.executable, "-m", "aa_cli.main", "run", "--uda", "none", "--ssl", "none", "--seed", str(seed), "--out", str(out)]
@@ -134,7 +134,7 @@ def source_only(ctx):
 def aa_algorithm(ctx, name: str):
     """aa's algorithm class and options, as the adapt stage loads them (the digits preset included)."""
     from aa_core.config import load_config
-    from aa_core.stages.context import StageContext
+    from aa_core.context import StageContext
 
     return StageContext(load_config(flags={"uda": name}), ctx.folder).implementation("uda")
 
@@ -145,7 +145,7 @@ def aa_side(ctx, data, steps: int, name: str):
 
     cls, options = aa_algorithm(ctx, name)
     context = TrainingContext(ctx.accelerator, len(ctx.categories), steps, ctx.config.train.batch_size, False, ctx.config.seed)
-    algorithm = cls(options, source_only(ctx), context)
+    algorithm = cls(options, cls.build_network(source_only(ctx), options), context)
     counter = iter(range(steps))
 
     def predict(x):

@@ -14,7 +14,8 @@ from aa_core.config import DataConfig, ModelConfig
 from aa_core.data.input_format import InputFormat
 from aa_core.data.loaders import Loaders
 from aa_core.errors import AAError
-from aa_core.models.classifier import build_classifier, check_backbone
+from aa_core.models.classifier import build_classifier
+from aa_core.needs import check_backbone
 
 ROOT = Path(__file__).parent.parent
 PLUGIN_CODE = [*ROOT.glob("plugins/*/aa_*/**/*.py"), *ROOT.glob("examples/*/aa_*/**/*.py")]
@@ -127,13 +128,14 @@ def test_ema_averages_parameters_and_copies_buffers():
 
 def test_an_algorithm_that_needs_another_backbone_family_gets_a_clear_error():
     backbone = build_classifier(ModelConfig(), 3, 1).backbone
-    check_backbone(backbone, "SmallCNN", "uda 'x'")
+    check_backbone(backbone, api.Needs(backbone="SmallCNN"), "uda 'x'")
+    check_backbone(backbone, api.Needs(), "uda 'x'")  # needs nothing: any backbone
     with pytest.raises(AAError, match="uda 'cdtrans' needs a VisionTransformer backbone, and model.backbone is a SmallCNN"):
-        check_backbone(backbone, "VisionTransformer", "uda 'cdtrans'")
+        check_backbone(backbone, api.Needs(backbone="VisionTransformer"), "uda 'cdtrans'")
 
 
 class TwoHeads(api.UDAAlgorithm):
-    """An algorithm that changes the network: its predictor sums two heads."""
+    """An algorithm that changes the network: it sums two heads."""
 
     class Net(torch.nn.Module):
         def __init__(self, classifier):
@@ -148,22 +150,24 @@ class TwoHeads(api.UDAAlgorithm):
         return {}
 
     @classmethod
-    def build_predictor(cls, classifier, options):
+    def build_network(cls, classifier, options):
         return cls.Net(classifier)
 
 
-def test_a_predictor_is_rebuilt_from_weights_without_building_the_algorithm():
-    from aa_core.training.weights import load_weights
-
-    trained = TwoHeads.build_predictor(build_classifier(ModelConfig(), 3, 1), api.NoOptions())
-    rebuilt = TwoHeads.build_predictor(build_classifier(ModelConfig(), 3, 1), api.NoOptions())
+def test_a_network_is_rebuilt_from_weights_without_building_the_algorithm(tmp_path):
     from safetensors.torch import save_model
 
-    save_model(trained, "/tmp/aa-two-heads.safetensors")
-    load_weights(rebuilt, Path("/tmp/aa-two-heads.safetensors"))
+    from aa_core.training.weights import load_weights
+
+    network = TwoHeads.build_network(build_classifier(ModelConfig(), 3, 1), api.NoOptions())
+    algorithm = TwoHeads(api.NoOptions(), network, None)
+    assert algorithm.predictor() is network  # what is saved is what was built and trained
+    save_model(algorithm.predictor(), str(tmp_path / "two-heads.safetensors"))
+    rebuilt = TwoHeads.build_network(build_classifier(ModelConfig(), 3, 1, for_training=False), api.NoOptions())
+    load_weights(rebuilt, tmp_path / "two-heads.safetensors")
     x = torch.randn(4, 1, 8, 8)
-    assert torch.allclose(trained.eval()(x), rebuilt.eval()(x))
-    assert api.UDAAlgorithm.build_predictor.__func__(api.UDAAlgorithm, "net", None) == "net"  # default: as is
+    assert torch.allclose(network.eval()(x), rebuilt.eval()(x), atol=1e-6)
+    assert api.UDAAlgorithm.build_network.__func__(api.UDAAlgorithm, "net", None) == "net"  # default: as is
 
 
 def test_loaders_give_indices_a_sampler_and_one_ordered_pass():
@@ -180,24 +184,32 @@ def test_loaders_give_indices_a_sampler_and_one_ordered_pass():
 
 
 class KViews(api.SSLAlgorithm):
-    """Views chosen per instance from the options, as MixMatch's K augmentations."""
+    """Views chosen from the options, as MixMatch's K augmentations."""
 
     class Options(BaseModel):
         k: int = 3
 
-    def __init__(self, options, classifier, context):
-        super().__init__(options, classifier, context)
-        self.unlabelled_views = ("weak",) * options.k
+    @classmethod
+    def feed(cls, options, context):
+        return api.SSLFeed(context.batch_size, 2 * context.batch_size, ("plain",), ("weak",) * options.k, "all")
 
     def train_step(self, batch, step):
         return {"views": len(batch.x_u)}
 
 
-def test_ssl_views_may_be_declared_per_instance():
-    algorithm = KViews(KViews.Options(k=4), torch.nn.Linear(1, 1), None)
-    assert algorithm.unlabelled_views == ("weak",) * 4 and KViews.unlabelled_views == ("weak", "strong")
+class Plain(api.SSLAlgorithm):
+    def train_step(self, batch, step):
+        return {}
+
+
+def test_an_ssl_algorithm_declares_its_feed_from_its_options():
+    context = api.TrainingContext(None, 3, total_steps=1, batch_size=5, pretrained_backbone=False, seed=0)
+    feed = KViews.feed(KViews.Options(k=4), context)
+    assert (feed.labelled_batch_size, feed.unlabelled_batch_size, feed.unlabelled) == (5, 10, "all")
     fmt = InputFormat(DataConfig())
-    assert len([fmt.view(v) for v in algorithm.unlabelled_views]) == 4
+    assert len([fmt.view(v) for v in feed.unlabelled_views]) == 4
+    default = Plain.feed(api.NoOptions(), context)
+    assert default == api.SSLFeed(5, 5, ("weak",), ("weak", "strong"), "unconfident")
 
 
 def test_a_pretrained_backbone_loads_from_a_local_checkpoint(tmp_path):
@@ -216,19 +228,15 @@ def test_a_pretrained_backbone_loads_from_a_local_checkpoint(tmp_path):
         build_classifier(ModelConfig(backbone="test_resnet", pretrained=str(tmp_path / "missing.pth")), 3, 1)
 
 
-def test_training_stores_convolutions_channels_last_and_checkpoints_load_anywhere(tmp_path):
-    from accelerate import Accelerator
+def test_a_classifier_for_training_stores_convolutions_channels_last_and_checkpoints_load_anywhere(tmp_path):
     from safetensors.torch import load_model, save_model
 
-    from aa_uda.dann import DANN
-
-    classifier = build_classifier(ModelConfig(), 3, 1)
-    context = api.TrainingContext(Accelerator(cpu=True), 3, total_steps=2, batch_size=4, pretrained_backbone=False, seed=0)
-    trained = DANN(DANN.Options(), classifier, context).classifier
+    trained = build_classifier(ModelConfig(), 3, 1)
     convs = [p for p in trained.parameters() if p.dim() == 4 and p.shape[1] > 1]  # one input channel: both layouts agree
     assert convs and all(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in convs)
     save_model(trained, str(tmp_path / "w.safetensors"))
-    plain = build_classifier(ModelConfig(), 3, 1)
+    plain = build_classifier(ModelConfig(), 3, 1, for_training=False)
+    assert all(p.is_contiguous() for p in plain.parameters())
     load_model(plain, str(tmp_path / "w.safetensors"))
     x = torch.randn(2, 1, 8, 8)
     assert torch.allclose(plain.eval()(x), trained.eval()(x), atol=1e-5)

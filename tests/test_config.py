@@ -139,7 +139,8 @@ def test_the_data_set_examples_load_with_every_uda_algorithm(tmp_path, name, cla
     import torch
 
     from aa_core.config import implementation_options
-    from aa_core.models.classifier import build_classifier, check_backbone
+    from aa_core.models.classifier import build_classifier
+    from aa_core.needs import check_backbone
     from aa_core.plugins import plugin_manager
 
     path = f"examples/datasets/{name}.yaml"
@@ -150,7 +151,7 @@ def test_the_data_set_examples_load_with_every_uda_algorithm(tmp_path, name, cla
         backbone = "deit_small_patch16_224" if uda == "cdtrans" else config.model.backbone
         chosen = load_config(path, flags={"uda": uda}, sets=[f"model.backbone={backbone}", "model.pretrained=false"])
         cls = plugin_manager().load("uda", uda)
-        implementation_options("uda", chosen.uda, cls)
+        implementation_options("uda.", chosen.uda.options(), cls)
         with torch.device("meta"):
             net = build_classifier(chosen.model, classes, chosen.data.channels).backbone
-        check_backbone(net, cls.requires_backbone, uda)
+        check_backbone(net, cls.needs, uda)

@@ -38,7 +38,7 @@ def test_fixmatch_step_and_ema_predictor():
     classifier = build_classifier(ModelConfig(), num_classes=3, channels=1)
     context = TrainingContext(Accelerator(cpu=True), 3, total_steps=10, batch_size=2, pretrained_backbone=False, seed=0)
     fixmatch = FixMatch(FixMatch.Options(mu=2), classifier, context)
-    assert fixmatch.unlabelled_batch_size() == 4
+    assert FixMatch.feed(FixMatch.Options(mu=2), context).unlabelled_batch_size == 4
     batch = SSLBatch(x_l=(torch.randn(2, 1, 8, 8),), y_l=torch.tensor([0, 1]), x_u=(torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8)))
     logs = fixmatch.train_step(batch, step=0)
     assert set(logs) == {"loss", "labelled", "unlabelled", "mask"}
@@ -51,7 +51,7 @@ def test_fixmatch_defaults_follow_the_paper_and_deviations_are_options():
     from accelerate import Accelerator
 
     from aa_core.config import ModelConfig
-    from aa_core.contracts import TrainingContext
+    from aa_core.contracts import SSLFeed, TrainingContext
     from aa_core.models.classifier import build_classifier
     from aa_ssl.fixmatch import FixMatch
 
@@ -59,12 +59,15 @@ def test_fixmatch_defaults_follow_the_paper_and_deviations_are_options():
         context = TrainingContext(Accelerator(cpu=True), 3, total_steps=10, batch_size=2, pretrained_backbone=pretrained, seed=0)
         return FixMatch(FixMatch.Options(**options), build_classifier(ModelConfig(), 3, 1), context)
 
+    def feed(**options):
+        return FixMatch.feed(FixMatch.Options(**options), TrainingContext(None, 3, 10, batch_size=2, pretrained_backbone=False, seed=0))
+
     paper = make(False)
-    assert paper.unlabelled_views == ("weak", "strong") and paper.unlabelled_includes_labelled
+    assert feed() == SSLFeed(2, 14, ("weak",), ("weak", "strong"), "all")
     assert paper.ema.warmup and paper.ema.current_decay() == 0.0  # warm-up: the average starts as a copy
     assert {g["lr"] for g in paper.update.optimizer.param_groups} == {0.03}
     pretrained = make(True)  # the FixMatch-for-UDA rate, backbone at a tenth
     assert sorted({round(g["lr"], 6) for g in pretrained.update.optimizer.param_groups}) == [0.0003, 0.003]
     deviating = make(False, ema_warmup=False, unlabelled="unconfident")
-    assert not deviating.unlabelled_includes_labelled
+    assert feed(unlabelled="unconfident").unlabelled == "unconfident"
     assert deviating.ema.current_decay() == 0.999  # the reference's constant decay

@@ -89,7 +89,7 @@ def test_a_stricter_filter_checks_the_images_on_disk_before_making_new_ones(tmp_
 
 def test_an_unknown_filter_or_option_is_one_line_before_any_work(tmp_path, tiny_config):
     proc = aa("run", "--config", tiny_config, "--out", tmp_path / "run", "--set", "filters.nope={}", fakes=["good"])
-    assert proc.returncode == 1 and proc.stderr.strip() == "error: unknown image filter 'nope'. Choose one of: clip, coin"
+    assert proc.returncode == 1 and proc.stderr.strip() == "error: unknown filter 'nope'. Choose one of: clip, coin"
     proc = aa("run", "--config", tiny_config, "--out", tmp_path / "run", "--set", "filters.coin.share=2", fakes=["good"])
     assert proc.returncode == 2  # a config error
     assert proc.stderr.strip().startswith("error: invalid config: filters.coin.share: Input should be less than or equal to 1")

@@ -52,7 +52,8 @@ def test_mixmatch_step_guesses_over_k_views_and_predicts_with_its_ema():
     classifier = build_classifier(ModelConfig(), num_classes=3, channels=1)
     context = TrainingContext(Accelerator(cpu=True), 3, total_steps=100, batch_size=4, pretrained_backbone=False, seed=0)
     mixmatch = MixMatch(MixMatch.Options(k=3), classifier, context)
-    assert mixmatch.unlabelled_views == ("weak",) * 3 and mixmatch.unlabelled_batch_size() == 4
+    feed = MixMatch.feed(MixMatch.Options(k=3), context)
+    assert feed.unlabelled_views == ("weak",) * 3 and feed.unlabelled_batch_size == 4 and feed.unlabelled == "unconfident"
     views = tuple(torch.randn(4, 1, 8, 8) for _ in range(3))
     q = mixmatch.guess(views)
     assert q.shape == (4, 3) and torch.allclose(q.sum(dim=1), torch.ones(4))

@@ -49,7 +49,7 @@ def make_symnets():
     torch.manual_seed(0)
     classifier = build_classifier(ModelConfig(), num_classes=3, channels=1)
     context = TrainingContext(Accelerator(cpu=True), 3, total_steps=10, batch_size=4, pretrained_backbone=False, seed=0)
-    return SymNets(SymNets.Options(), classifier, context), classifier
+    return SymNets(SymNets.Options(), SymNets.build_network(classifier, SymNets.Options()), context), classifier
 
 
 def test_each_loss_reaches_only_its_own_parameters():

@@ -52,3 +52,18 @@ def test_a_pretrained_backbone_gets_the_normalisation_its_weights_were_trained_w
     assert scratch[:, 0, 0].tolist() == pytest.approx([v / 127.5 - 1 for v in (124, 116, 104)], abs=1e-6)
     grey = InputFormat(DataConfig(channels=1), ModelConfig(backbone="resnet50", pretrained=True)).plain()(image.convert("L"))
     assert grey[0, 0, 0].item() == pytest.approx((image.convert("L").getpixel((0, 0)) / 255 - sum(mean) / 3) / (sum(std) / 3), abs=1e-5)
+
+
+def test_predicting_over_plain_views_draws_no_random_numbers_and_over_weak_ones_does():
+    """Evaluating a model (choosing a checkpoint, the split's plain view) never shifts the training around it."""
+    from accelerate import Accelerator
+
+    from aa_core.training.predict import predict_probabilities
+
+    fmt, model = InputFormat(DataConfig()), torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    plain = predict_probabilities(model, Views(digit_images(), [fmt.plain()]), Accelerator(cpu=True))
+    assert plain.shape == (6, 3) and torch.equal(torch.get_rng_state(), state)
+    predict_probabilities(model, Views(digit_images(), [fmt.weak()]), Accelerator(cpu=True))
+    assert not torch.equal(torch.get_rng_state(), state)

@@ -27,6 +27,11 @@ class Views(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
+    @property
+    def deterministic(self) -> bool:
+        """Whether every view is the plain one: a pass over it needs no random numbers."""
+        return all(isinstance(t, Plain) for t in self.transforms)
+
     def __getitem__(self, index: int):
         item = self.base[index]
         image = item[0] if isinstance(item, tuple) else item

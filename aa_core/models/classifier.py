@@ -16,6 +16,7 @@ from torch import nn
 
 from aa_core.config import ModelConfig
 from aa_core.errors import AAError
+from aa_core.models.memory_format import channels_last
 
 DEFAULT_BACKBONE = "aa_small_cnn"  # for a config that names none and an algorithm without a default_backbone
 
@@ -41,13 +42,17 @@ class ImageClassifier(nn.Module):
         return (self.head(f), f) if with_features else self.head(f)
 
 
-def build_classifier(model: ModelConfig, num_classes: int, channels: int, pretrained: bool | str | None = None) -> ImageClassifier:
+def build_classifier(
+    model: ModelConfig, num_classes: int, channels: int, pretrained: bool | str | None = None, *, for_training: bool = True
+) -> ImageClassifier:
     """A fresh classifier; ``model.backbone`` is a timm name, pretrained weights load through timm.
 
     ``model.pretrained`` is true for the model's own weights (the hub), or the path of a local
     checkpoint (safetensors or a torch state dict) for the same architecture; timm drops its
     classifier and adapts its first layer to ``channels``. ``pretrained=False`` skips loading
-    weights that are about to be replaced by saved ones.
+    weights that are about to be replaced by saved ones. A classifier ``for_training`` stores its
+    2-d convolution weights channels-last, the layout convolutions train fastest in; one built
+    to load saved weights and predict keeps torch's default layout.
     """
     import timm
 
@@ -73,13 +78,5 @@ def build_classifier(model: ModelConfig, num_classes: int, channels: int, pretra
             f"cannot load pretrained weights for backbone '{name}' ({type(exc).__name__}: {reason}); "
             "check the network or the hub cache, or set model.pretrained=false"
         ) from None
-    return ImageClassifier(backbone, num_classes, model.bottleneck_dim)
-
-
-def check_backbone(backbone: nn.Module, required: str | None, who: str) -> None:
-    """Refuse a backbone that is not an instance of the timm class ``required`` names."""
-    if required and required not in {cls.__name__ for cls in type(backbone).__mro__}:
-        raise AAError(
-            f"{who} needs a {required} backbone, and model.backbone is a {type(backbone).__name__}; "
-            f"set model.backbone to a timm model of that class"
-        )
+    classifier = ImageClassifier(backbone, num_classes, model.bottleneck_dim)
+    return channels_last(classifier) if for_training else classifier

@@ -13,29 +13,13 @@ import json
 
 import torch
 
+from aa_core.context import StageContext
 from aa_core.data.input_format import InputFormat
 from aa_core.data.prepared import Prepared
 from aa_core.data.views import Views
 from aa_core.run_folder import write_atomic
-from aa_core.stages.adapt import adapted_predictor, new_classifier
-from aa_core.stages.context import StageContext
-from aa_core.stages.refine import refined_predictor
+from aa_core.trained import TRAINED, final_stage, trained_model
 from aa_core.training.predict import predict_probabilities
-from aa_core.training.weights import load_weights
-
-OUTPUTS = ("predictions.csv", "metrics.json")  # what the stage leaves in the run folder
-
-
-def inputs(ctx: StageContext) -> dict:
-    return {"dev_fraction": ctx.config.data.dev_fraction}
-
-
-def models(ctx: StageContext) -> dict[str, torch.nn.Module]:
-    out = {"source_only": load_weights(new_classifier(ctx, pretrained=False), ctx.folder.weights("source_only"))}
-    out["adapt"] = adapted_predictor(ctx)
-    if ctx.active("ssl"):
-        out["refine"] = refined_predictor(ctx)
-    return out
 
 
 def accuracy(predicted: torch.Tensor, labels: list[int], indices: list[int]) -> float:
@@ -67,8 +51,8 @@ def run(ctx: StageContext) -> None:
     images = Views(Prepared(target.images(), fmt.prepare()), [fmt.plain()])
     test, dev = {}, {}
     probabilities = None
-    for name, model in models(ctx).items():
-        model = accelerator.prepare_model(model, evaluation_mode=True)
+    for name in TRAINED[: TRAINED.index(final_stage(ctx)) + 1]:  # the final model last
+        model = accelerator.prepare_model(trained_model(ctx, name), evaluation_mode=True)
         probabilities = predict_probabilities(model, images, accelerator)
         if target.labels is not None:
             predicted = probabilities.argmax(dim=1)

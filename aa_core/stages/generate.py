@@ -4,14 +4,15 @@ In order:
 
 1. the plan: ``images_per_class`` slots per category, each with its prompt and seed
    (``aa_core.data.synthetic``);
-2. the main process settles the ledger (``aa_core.data.source_ledger``): what earlier runs made
-   with the same generator and options is kept, everything else is deleted;
+2. the main process settles the source's files (``aa_core.data.synthetic_source``): what earlier
+   runs made with the same generator and options is kept, everything else is deleted;
 3. the slots still empty are shared out between processes (one per GPU under ``accelerate
    launch``), disjoint and in plan order, and rendered in batches. An image that comes back
    blank (a safety checker's black square) or that an image filter drops is made again with a
    derived seed, up to ``generator.retries`` times; dropped images are kept aside in
-   ``dropped/`` and listed in ``dropped.jsonl``. Each image is written under its final name
-   once complete and each batch's rows are journaled, so a kill loses at most the batch in flight;
+   ``dropped/`` and listed in ``dropped.jsonl``. Each batch is rendered, judged (blank? dropped by
+   a filter?) and recorded: images under their final names once complete, then the batch's rows
+   journaled, so a kill loses at most the batch in flight;
 4. the main process settles again and reports the count per category (``generation.json``).
 
 Every image is a function of its prompt and seed alone, so the result is the same whatever the
@@ -22,126 +23,101 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import deque
-from pathlib import Path
 
 from PIL import Image
 
+from aa_core.context import StageContext
 from aa_core.contracts import GeneratorContext, ImageFilterContext
 from aa_core.data.builtin import cache_dir
-from aa_core.data.source_ledger import Journal, SourceLedger, Work
+from aa_core.data.prompts import read_prompts
 from aa_core.data.synthetic import plan
+from aa_core.data.synthetic_source import SyntheticSource, Verdict, Work
 from aa_core.errors import AAError
-from aa_core.run_folder import fingerprint, write_atomic
-from aa_core.stages import prompts as prompts_stage
-from aa_core.stages.context import StageContext
+from aa_core.fingerprints import filters_fingerprint
+from aa_core.run_folder import write_atomic
 from aa_core.training.progress import progress_bar
 
 logger = logging.getLogger("aa")
 
 
-OUTPUTS = ("source", "dropped", "generation.json")  # what the stage leaves in the run folder
-
-
-def inputs(ctx: StageContext) -> dict:
-    prompts = ctx.folder.prompts
-    return {
-        "seed": ctx.config.seed,
-        "generator": ctx.config.generator.model_dump(),
-        "impl": ctx.version("generator"),
-        "filters": filters_fingerprint(ctx),
-        # the prompts as written, hand edits included (empty until the prompts stage has run)
-        "prompts": fingerprint(prompts.read_text()) if prompts.exists() else "",
-    }
-
-
-def filters_fingerprint(ctx: StageContext) -> str:
-    """Identity of the image filters turned on (names, options, versions); "" when none is."""
-    chosen = {name: {"options": options.model_dump(mode="json"), "impl": ctx.filter_version(name)}
-              for name, (_cls, options) in ctx.image_filters().items()}  # fmt: skip
-    return fingerprint(chosen) if chosen else ""
-
-
-def ledger(ctx: StageContext) -> SourceLedger:
+def synthetic_source(ctx: StageContext) -> SyntheticSource:
+    """The source's files, against the plan: the prompts cycled over ``images_per_class`` slots per category."""
     config = ctx.config.generator
     _cls, options = ctx.implementation("generator")
     maker = {**ctx.version("generator"), "model": config.model, "options": options.model_dump(mode="json")}
-    slots = plan(prompts_stage.read(ctx), config.images_per_class, ctx.config.seed)
-    return SourceLedger(ctx.folder.source, ctx.folder.dropped, slots, maker, filters_fingerprint(ctx))
+    slots = plan(read_prompts(ctx.folder.prompts), config.images_per_class, ctx.config.seed)
+    return SyntheticSource(ctx.folder.source, ctx.folder.dropped, slots, maker, filters_fingerprint(ctx))
 
 
 def run(ctx: StageContext) -> None:
     config, accelerator = ctx.config.generator, ctx.accelerator
-    book = ledger(ctx)
+    source = synthetic_source(ctx)
     if ctx.is_main:
-        book.settle()
+        source.settle()
     accelerator.wait_for_everyone()
-    book.read()
-    todo = book.work(config.retries)
+    source.read()
+    todo = source.work(config.retries)
 
     cls, options = ctx.implementation("generator")
     cache = cache_dir() / "generators"
     context = GeneratorContext(config.model, ctx.categories, accelerator.device, ctx.config.train.mixed_precision, cache)
     generator = cls(options, context)
     filter_context = ImageFilterContext(ctx.categories, ctx.config.task.domain, accelerator.device)
-    filters = {name: f_cls(f_options, filter_context) for name, (f_cls, f_options) in ctx.image_filters().items()}
+    filters = {name: f_cls(f_options, filter_context) for name, (f_cls, f_options) in ctx.implementations("filter").items()}
     try:
         with accelerator.split_between_processes(todo) as mine:
-            make(mine, book, generator, filters, config.batch_size, config.retries, show=accelerator.is_local_main_process)
+            make(mine, source, generator, filters, config.batch_size, config.retries, show=accelerator.is_local_main_process)
     finally:
         generator.close()
         for image_filter in filters.values():
             image_filter.close()
     accelerator.wait_for_everyone()
     if ctx.is_main:
-        book.settle()
-        report(ctx, book)
+        source.settle()
+        report(ctx, source)
 
 
-def make(todo: list[Work], book: SourceLedger, generator, filters: dict, batch_size: int, retries: int, show: bool) -> None:
-    """Fill this process's slots batch by batch; blank and dropped attempts go back to the queue."""
-    queue, journal = deque(todo), Journal(book.source)
+def make(todo: list[Work], source: SyntheticSource, generator, filters: dict, batch_size: int, retries: int, show: bool) -> None:
+    """Fill this process's slots batch by batch: render, judge, record; blank and dropped attempts go back to the queue."""
+    queue = deque(todo)
     bar = progress_bar(total=len(todo), desc="generate", unit="img", disable=not show)
     dropped_count = 0
     while queue:
         batch = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
-        images = render(batch, book, generator)
-        reasons = judge(filters, batch, images)
-        kept, dropped = [], []
-        for work, image, reason in zip(batch, images, reasons):
-            if reason is None:
-                kept.append(keep(book, work, image))
+        images = render(batch, source, generator)
+        verdicts = [Verdict(work, image, reason) for work, image, reason in zip(batch, images, judge(filters, batch, images))]
+        source.record(verdicts)
+        for v in verdicts:
+            if v.reason is None:
                 bar.update(1)
                 continue
-            dropped.append(set_aside(book, work, image, reason))
             dropped_count += 1
-            if work.attempt < retries:
-                queue.appendleft(work.again(blank=image is None))
+            if v.work.attempt < retries:
+                queue.appendleft(v.work.again(blank=v.image is None))
             else:
                 bar.update(1)  # given up: the slot stays empty
-        journal.append(kept, dropped)
         if dropped_count:
             bar.set_postfix(dropped=dropped_count)
     bar.close()
 
 
-def render(batch: list[Work], book: SourceLedger, generator) -> list[Image.Image | None]:
+def render(batch: list[Work], source: SyntheticSource, generator) -> list[Image.Image | None]:
     """The batch's images (``None`` for a blank one): new ones from the generator, existing ones from disk."""
     fresh = [work for work in batch if not work.existing]
     made = iter(generator.generate([w.slot.prompt for w in fresh], [w.seed for w in fresh]) if fresh else [])
+    name = source.maker["name"]
     out = []
     for work in batch:
         if work.existing:
-            with Image.open(book.source / work.slot.file_name(book.maker, work.attempt)) as image:
-                out.append(image.copy())
+            out.append(source.image(work))
             continue
         image = next(made, None)
         if image is None:
-            raise AAError(f"generator '{book.maker['name']}' returned fewer images than prompts; fix the generator")
+            raise AAError(f"generator '{name}' returned fewer images than prompts; fix the generator")
         out.append(None if is_blank(image) else image)
     if next(made, None) is not None:
-        raise AAError(f"generator '{book.maker['name']}' returned more images than prompts; fix the generator")
+        raise AAError(f"generator '{name}' returned more images than prompts; fix the generator")
     return out
 
 
@@ -165,45 +141,16 @@ def judge(filters: dict, batch: list[Work], images: list[Image.Image | None]) ->
     return reasons
 
 
-def keep(book: SourceLedger, work: Work, image: Image.Image):
-    name = work.slot.file_name(book.maker, work.attempt)
-    if not work.existing:
-        write_png(image, book.source / name)
-    return book.row(work, name)
-
-
-def set_aside(book: SourceLedger, work: Work, image: Image.Image | None, reason: str):
-    """A dropped attempt's row; a filtered image moves to ``dropped/`` (a blank one is not kept)."""
-    if image is None:
-        return book.row(work, "", reason)
-    name = work.slot.file_name(book.maker, work.attempt)
-    path = book.dropped_dir / name
-    if work.existing:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(book.source / name, path)
-    else:
-        write_png(image, path)
-    return book.row(work, name, reason)
-
-
-def write_png(image: Image.Image, path: Path) -> None:
-    """Write ``image`` under ``path`` only once complete: a reader never finds half an image."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
-def report(ctx: StageContext, book: SourceLedger) -> None:
+def report(ctx: StageContext, source: SyntheticSource) -> None:
     """(Main process.) ``generation.json`` and one line: images per category, blank and dropped attempts."""
-    counts = book.counts()
+    counts = source.counts()
     asked = ctx.config.generator.images_per_class
-    blank = sum(1 for row in book.dropped if not row.file_name)
-    filtered = len(book.dropped) - blank
+    blank = sum(1 for row in source.dropped if not row.file_name)
+    filtered = len(source.dropped) - blank
     summary = {"images": sum(counts.values()), "per_class": counts, "asked_per_class": asked, "blank": blank, "dropped": filtered}
     write_atomic(ctx.folder.generation, json.dumps(summary, indent=2))
     per_class = ", ".join(f"{label}: {n}" for label, n in counts.items())
-    extra = f"; {blank} blank and {filtered} dropped attempts made again (listed in {book.dropped_list})" if book.dropped else ""
+    extra = f"; {blank} blank and {filtered} dropped attempts made again (listed in {source.dropped_list})" if source.dropped else ""
     logger.info("generated %d images: %s%s", summary["images"], per_class, extra)
     short = [label for label, n in counts.items() if n < asked]
     if short:

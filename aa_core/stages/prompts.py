@@ -10,18 +10,12 @@ from __future__ import annotations
 
 import json
 
+from aa_core.context import StageContext
 from aa_core.contracts import PrompterContext
 from aa_core.data.builtin import cache_dir
+from aa_core.data.prompts import write_prompts
 from aa_core.errors import AAError
 from aa_core.run_folder import write_atomic
-from aa_core.stages.context import StageContext
-
-OUTPUTS = ("prompts.jsonl", "prompts_usage.json")  # what the stage leaves in the run folder
-
-
-def inputs(ctx: StageContext) -> dict:
-    c = ctx.config
-    return {"seed": c.seed, "task": c.task.model_dump(), "prompts": c.prompts.model_dump(), "impl": ctx.version("prompter")}
 
 
 def run(ctx: StageContext) -> None:
@@ -44,19 +38,5 @@ def run(ctx: StageContext) -> None:
     if missing or strays:
         problem = f"no prompt for category '{missing[0]}'" if missing else f"a prompt for unknown category '{sorted(strays)[0]}'"
         raise AAError(f"prompter '{ctx.config.prompts.name}' wrote {problem}; fix the prompter or its options")
-    lines = "".join(json.dumps({"text": p.text, "label": p.label}) + "\n" for p in prompts)
-    write_atomic(ctx.folder.prompts, lines)
+    write_prompts(ctx.folder.prompts, prompts)
     write_atomic(ctx.folder.prompts_usage, json.dumps(prompter.usage(), indent=2))
-
-
-def sample(ctx: StageContext, per_class: int = 3) -> dict[str, list[str]]:
-    """The first ``per_class`` prompts of each category, as ``prompts.jsonl`` now has them."""
-    out: dict[str, list[str]] = {c: [] for c in ctx.categories}
-    for row in read(ctx):
-        if len(out.setdefault(row["label"], [])) < per_class:
-            out[row["label"]].append(row["text"])
-    return out
-
-
-def read(ctx: StageContext) -> list[dict]:
-    return [json.loads(line) for line in ctx.folder.prompts.read_text().splitlines() if line.strip()]

@@ -16,38 +16,24 @@ import torch
 from torch.utils.data import Subset
 
 from aa_core.confident_split import ConfidentSplit, Split
+from aa_core.context import StageContext
 from aa_core.contracts import SSLBatch
 from aa_core.data.input_format import InputFormat
 from aa_core.data.loaders import Loaders
 from aa_core.data.prepared import Prepared
 from aa_core.data.views import Views
 from aa_core.errors import AAError
+from aa_core.models.memory_format import channels_last
 from aa_core.run_folder import write_atomic
-from aa_core.stages.adapt import adapted_predictor, training_context
-from aa_core.stages.context import StageContext
+from aa_core.trained import trained_model
 from aa_core.training.loop import run_steps
 from aa_core.training.predict import predict_probabilities
-from aa_core.training.weights import load_weights, save_weights
+from aa_core.training.weights import save_weights
 
 logger = logging.getLogger("aa")
 
 # below this mean score, the confident part is likely to hand SSL many wrong labels (docs/split.md)
 RELIABLE_SCORE = 0.88
-
-
-OUTPUTS = ("split.csv", "split.json", "refine.safetensors")  # what the stage leaves in the run folder
-
-
-def inputs(ctx: StageContext) -> dict:
-    c = ctx.config
-    train = c.train.model_dump(include={"batch_size", "refine_steps"})
-    return {"seed": c.seed, "refine": c.refine.model_dump(), "ssl": c.ssl.model_dump(), "train": train, "impl": ctx.version("ssl")}
-
-
-def refined_predictor(ctx: StageContext) -> torch.nn.Module:
-    """Rebuild the refined network (the SSL algorithm's predictor) and load its weights."""
-    cls, options = ctx.implementation("ssl")
-    return load_weights(cls.build_predictor(adapted_predictor(ctx), options), ctx.folder.weights("refine"))
 
 
 def ssl_batches(labelled, unlabelled):
@@ -60,7 +46,6 @@ def split_target(ctx: StageContext, predictor, images) -> tuple[Split, dict]:
     """The confident split, and its label-free statistics (how far to trust it)."""
     r, fmt, accelerator = ctx.config.refine, InputFormat(ctx.config.data, ctx.config.model), ctx.accelerator
     plain = predict_probabilities(predictor, Views(images, [fmt.plain()]), accelerator)
-    torch.manual_seed(ctx.config.seed)  # the weak views' draws
     views = [predict_probabilities(predictor, Views(images, [fmt.weak()]), accelerator) for _ in range(r.views)]
     split = ConfidentSplit(r.strategy, r.confident_fraction, r.threshold, r.top_k, r.min_per_class)(plain, views)
     agree = torch.ones(len(plain), dtype=torch.bool)
@@ -82,9 +67,9 @@ def run(ctx: StageContext) -> None:
     config, folder, accelerator = ctx.config, ctx.folder, ctx.accelerator
     fmt = InputFormat(config.data, config.model)
     target = ctx.target
-    predictor = accelerator.prepare_model(adapted_predictor(ctx), evaluation_mode=True)
+    adapted = accelerator.prepare_model(trained_model(ctx, "adapt"), evaluation_mode=True)
     images = Prepared(target.images(), fmt.prepare())
-    split, stats = split_target(ctx, predictor, images)
+    split, stats = split_target(ctx, adapted, images)
     if not stats["reliable"] and ctx.is_main:
         logger.warning(
             "the confident part looks unreliable: its images score %.2f on average (below %.2f) and %.0f%% of target "
@@ -93,8 +78,11 @@ def run(ctx: StageContext) -> None:
         )  # fmt: skip
     cls, options = ctx.implementation("ssl")
     steps = config.train.refine_steps
-    algorithm = cls(options, accelerator.unwrap_model(predictor), training_context(ctx, steps))
-    unlabelled_set = torch.arange(len(images)) if algorithm.unlabelled_includes_labelled else split.unconfident
+    context = ctx.training_context(steps)
+    feed = cls.feed(options, context)
+    network = cls.build_network(channels_last(accelerator.unwrap_model(adapted)), options)  # trained from here on
+    algorithm = cls(options, network, context)
+    unlabelled_set = torch.arange(len(images)) if feed.unlabelled == "all" else split.unconfident
     if len(unlabelled_set) == 0:
         raise AAError("the confident split leaves no unlabelled target images; lower refine.confident_fraction or refine.top_k")
     if ctx.is_main:
@@ -104,13 +92,11 @@ def run(ctx: StageContext) -> None:
     loaders = Loaders(accelerator, config.seed, config.data.num_workers)
     labelled = Views(
         Subset(images, split.confident.tolist()),
-        [fmt.view(v) for v in algorithm.labelled_views],
+        [fmt.view(v) for v in feed.labelled_views],
         labels=split.pseudo_labels.tolist(),
     )
-    unlabelled = Views(Subset(images, unlabelled_set.tolist()), [fmt.view(v) for v in algorithm.unlabelled_views])
-    batches = ssl_batches(
-        loaders(labelled, config.train.batch_size), loaders(unlabelled, algorithm.unlabelled_batch_size())
-    )
+    unlabelled = Views(Subset(images, unlabelled_set.tolist()), [fmt.view(v) for v in feed.unlabelled_views])
+    batches = ssl_batches(loaders(labelled, feed.labelled_batch_size), loaders(unlabelled, feed.unlabelled_batch_size))
     run_steps(algorithm.train_step, batches, steps, accelerator, config.ssl.name, folder.log)
     save_weights(algorithm.predictor(), folder.weights("refine"), accelerator)
 

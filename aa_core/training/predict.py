@@ -1,4 +1,9 @@
-"""Class probabilities for every image of a dataset, in order."""
+"""Class probabilities for every image of a dataset, in order.
+
+A pass over deterministic views (``Views.deterministic``) draws nothing from the global random
+stream: evaluating a model (choosing a checkpoint, the split's plain view) never shifts the
+training around it. A pass over random views draws them from it, as any data loader does.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ from aa_core.training.progress import progress_bar
 
 @torch.no_grad()
 def predict_probabilities(model: torch.nn.Module, dataset, accelerator, batch_size: int = 256) -> torch.Tensor:
-    loader = accelerator.prepare_data_loader(DataLoader(dataset, batch_size=batch_size, shuffle=False))
+    own = torch.Generator() if getattr(dataset, "deterministic", False) else None  # the loader's seed, drawn from its own
+    loader = accelerator.prepare_data_loader(DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=own))
     was_training = model.training
     model.eval()
     out = []

@@ -1,6 +1,7 @@
 """``aa``: run the pipeline, run one stage on a run folder, list plugins; sweep, compare, report, predict, export (``results``).
 
-Startup stays light: torch and the stages are imported inside the commands that need them.
+Startup stays light: ``aa --help`` and ``aa plugins`` import neither torch nor pydantic (the
+config and the stages are imported inside the commands that need them; tests/test_cli.py counts).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # help texts render as written ("KEY: [values]"), and rich is never imported
 )
 
 
@@ -57,7 +59,7 @@ def _option(name: str, annotation, help_text: str, *flags: str) -> inspect.Param
 
 SHARED = [
     _option("config", Optional[Path], "A YAML file of config sections.", "--config"),
-    *(_option(k.name, Optional[str], f"{k.help} ({k.section}.name).", k.flag) for k in KINDS.values()),
+    *(_option(k.name, Optional[str], f"{k.help} ({k.section}.name).", k.flag) for k in KINDS.values() if k.flag),
     _option("source", Optional[str], "A labelled image folder instead of a synthetic source.", "--source"),
     _option("target", Optional[str], "Target image folder or built-in data set.", "--target"),
     _option("seed", Optional[int], "Random seed.", "--seed"),
@@ -111,8 +113,8 @@ class StageReporter:
 
 
 def execute(config, out: Path, only: list[str] | None = None, until: str | None = None) -> dict:
-    from aa_core.pipeline import run
     from aa_core.plugins import plugin_manager
+    from aa_core.runs import execute as run
 
     pm = plugin_manager().pm
     reporter = StageReporter()
@@ -125,20 +127,16 @@ def execute(config, out: Path, only: list[str] | None = None, until: str | None 
 
 def print_prompts(run_dir: Path, per_class: int = 3) -> None:
     """A few prompts of each category, as ``prompts.jsonl`` has them now."""
-    from aa_core.config import load_config
-    from aa_core.pipeline import read_config
-    from aa_core.run_folder import RunFolder
-    from aa_core.stages import prompts
-    from aa_core.stages.context import StageContext
+    from aa_core.data.prompts import sample
+    from aa_core.runs import Run
 
     with user_errors():
-        folder = RunFolder(run_dir)
-        ctx = StageContext(load_config(base=read_config(folder)), folder)
-        for category, texts in prompts.sample(ctx, per_class).items():
+        run = Run.open(run_dir)
+        for category, texts in sample(run.folder.prompts, run.categories, per_class).items():
             typer.echo(f"{category}:")
             for text in texts:
                 typer.echo(f"  {text}")
-    typer.echo(f"all prompts: {folder.prompts} (edit it by hand; the next `aa run` renders the edited prompts)")
+    typer.echo(f"all prompts: {run.folder.prompts} (edit it by hand; the next `aa run` renders the edited prompts)")
 
 
 def print_metrics(metrics: dict, out: Path) -> None:
@@ -225,7 +223,7 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-readab
     for p in rows:
         status = p.status + (f": {p.reason}" if p.reason else "")
         typer.echo(f"{p.distribution} {p.version}  [{status}]{'' if p.builtin else '  (third-party)'}")
-        for kind in [*KINDS, "filter"]:
+        for kind in KINDS:
             if p.names.get(kind):
                 typer.echo(f"  {kind:<10} {', '.join(p.names[kind])}")
         if p.hooks:

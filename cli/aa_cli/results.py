@@ -1,4 +1,4 @@
-"""Commands on results: `aa sweep`, `aa compare`, `aa report`, `aa predict`, `aa export`."""
+"""Commands on results: `aa sweep`, `aa compare`, `aa report`, `aa predict`, `aa export` (``aa_results``)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def register(app: typer.Typer, user_errors) -> None:
         devices: Annotated[Optional[str], typer.Option("--devices", help="GPUs to run on at once, one run each: 0,1,2,3.")] = None,
     ):
         """Run a grid of configurations and seeds, sharing the stages they have in common; rerun to resume."""
-        from aa_core.sweep import Sweep, parse_grid, run_sweep
+        from aa_results.sweep import Sweep, parse_grid, run_sweep
 
         with user_errors():
             if grid or grid_file or seeds or config or sets:
@@ -50,7 +50,7 @@ def register(app: typer.Typer, user_errors) -> None:
         out: Annotated[Optional[Path], typer.Option("--out", help="Folder for compare.csv and .md (default: the first named).")] = None,
     ):
         """One table: a row per configuration, mean ± std over seeds of source-only, adapt and refine accuracy."""
-        from aa_core.compare import find_runs, markdown, table, write
+        from aa_results.compare import find_runs, markdown, table, write
 
         with user_errors():
             rows = table(find_runs(runs))
@@ -65,10 +65,11 @@ def register(app: typer.Typer, user_errors) -> None:
         out: Annotated[Optional[Path], typer.Option("--out", help="Write a CSV (image, predicted, confidence).")] = None,
     ):
         """Predict the category of images with a run's final model and preprocessing."""
-        from aa_core.final_model import Predictor, image_paths, open_run
+        from aa_core.runs import Run
+        from aa_results.predict import Predictor, image_paths
 
         with user_errors():
-            predictions = Predictor(open_run(run_dir)).predict(image_paths(images))
+            predictions = Predictor(Run.open(run_dir)).predict(image_paths(images))
         if out is None:
             for p in predictions:
                 typer.echo(f"{p.path}\t{p.category}\t{p.confidence:.4f}")
@@ -87,8 +88,8 @@ def register(app: typer.Typer, user_errors) -> None:
         private: Annotated[bool, typer.Option("--private", help="Make the Hub repo private.")] = False,
     ):
         """Write the final model as a folder that loads with torch, timm and safetensors alone (and a model card)."""
-        from aa_core.export import export as write_export
-        from aa_core.export import push_to_hub as push
+        from aa_results.export import export as write_export
+        from aa_results.export import push_to_hub as push
 
         with user_errors():
             folder = write_export(run_dir, out)
@@ -102,7 +103,7 @@ def register(app: typer.Typer, user_errors) -> None:
         out: Annotated[Optional[Path], typer.Option("--out", help="The HTML file (default: RUN/report.html).")] = None,
     ):
         """Write a self-contained HTML report: synthetic images, target predictions, training curves, confusion, config."""
-        from aa_core.report import write_report
+        from aa_results.report import write_report
 
         with user_errors():
             path = write_report(run_dir, out)

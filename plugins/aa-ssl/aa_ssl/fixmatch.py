@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from aa_core.api import EMA, SGDOptions, SSLAlgorithm, SSLBatch, TrainingContext, Update, cosine_decay, lambda_lr, sgd
+from aa_core.api import EMA, SGDOptions, SSLAlgorithm, SSLBatch, SSLFeed, TrainingContext, Update, cosine_decay, lambda_lr, sgd
 
 LR_SCRATCH, LR_PRETRAINED = 0.03, 0.003
 
@@ -67,12 +67,14 @@ class FixMatch(SSLAlgorithm):
     """Consistency between weak and strong views, gated by confidence."""
 
     Options = FixMatchOptions
-    labelled_views = ("weak",)
+
+    @classmethod
+    def feed(cls, options: FixMatchOptions, context: TrainingContext) -> SSLFeed:
+        """B weak labelled views; weak and strong views of mu * B unlabelled images."""
+        return SSLFeed(context.batch_size, options.mu * context.batch_size, ("weak",), ("weak", "strong"), options.unlabelled)
 
     def __init__(self, options: FixMatchOptions, classifier, context: TrainingContext):
         super().__init__(options, classifier, context)
-        self.unlabelled_views = ("weak", "strong")
-        self.unlabelled_includes_labelled = options.unlabelled == "all"
         self.unlabelled_loss = FixMatchLoss(options.threshold)
         lr = options.lr or (LR_PRETRAINED if context.pretrained_backbone else LR_SCRATCH)
         rest = torch.nn.ModuleList([classifier.bottleneck, classifier.head])

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from aa_core.api import EMA, SSLAlgorithm, SSLBatch, TrainingContext, Update, fused, param_groups, progress
+from aa_core.api import EMA, SSLAlgorithm, SSLBatch, SSLFeed, TrainingContext, Update, fused, param_groups, progress
 
 
 def sharpen(p: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -99,11 +99,14 @@ class MixMatch(SSLAlgorithm):
     """Sharpened guesses over K views, MixUp of labelled and unlabelled, EMA predictions."""
 
     Options = MixMatchOptions
-    labelled_views = ("weak",)
+
+    @classmethod
+    def feed(cls, options: MixMatchOptions, context: TrainingContext) -> SSLFeed:
+        """B weak labelled views; K weak views of each of B unlabelled images (the unconfident ones)."""
+        return SSLFeed(context.batch_size, context.batch_size, ("weak",), ("weak",) * options.k)
 
     def __init__(self, options: MixMatchOptions, classifier, context: TrainingContext):
         super().__init__(options, classifier, context)
-        self.unlabelled_views = ("weak",) * options.k
         self.loss = MixMatchLoss()
         self.generator = torch.Generator().manual_seed(context.seed)
         rest = torch.nn.ModuleList([classifier.bottleneck, classifier.head])
@@ -114,9 +117,6 @@ class MixMatch(SSLAlgorithm):
         self.ema = EMA(classifier, options.ema_decay, warmup=options.ema_warmup)
         self.classifier, optimizer = context.accelerator.prepare(classifier, optimizer)
         self.update = Update(optimizer, context.accelerator)
-
-    def unlabelled_batch_size(self) -> int:
-        return self.context.batch_size
 
     @torch.no_grad()
     def guess(self, views: tuple[torch.Tensor, ...]) -> torch.Tensor:

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch.utils.data import Dataset
 
-from aa_core.api import AAError, SGDOptions, TrainingContext, UDAAlgorithm, UDABatch, UDAData, Update, lambda_lr, sgd, warmup_cosine
+from aa_core.api import AAError, Needs, SGDOptions, TrainingContext, UDAAlgorithm, UDABatch, UDAData, Update, lambda_lr, sgd, warmup_cosine
 from aa_uda.centre_aware_pairs import centre_aware_pairs, shot_labels
 from aa_uda.three_branches import ThreeBranches
 
@@ -86,12 +86,10 @@ class CDTrans(UDAAlgorithm):
     """Source, target and cross-attention branches of one transformer, trained on centre-aware pairs."""
 
     Options = CDTransOptions
-    requires_backbone = "VisionTransformer"
-    default_backbone = "aa_vit_tiny"
     # stage one, the source-only warm-up, trained longer than a CNN's: a transformer learns slower
     # from a few thousand images (digits task, dev refine with MixMatch: 0.959 mean over seeds
     # 0-2 after 1,500 steps, 0.906 after the core's 500; docs/uda-cdtrans.md)
-    source_only_steps = 1500
+    needs = Needs(backbone="VisionTransformer", default_backbone="aa_vit_tiny", source_only_steps=1500)
 
     def __init__(self, options: CDTransOptions, classifier, context: TrainingContext):
         super().__init__(options, classifier, context)
@@ -147,6 +145,3 @@ class CDTrans(UDAAlgorithm):
         distilled = distillation(o_st, o_t)
         self.update(source + cross + distilled)
         return {"source": source.item(), "cross": cross.item(), "distillation": distilled.item(), "pairs": float(self.pairs)}
-
-    def predictor(self) -> torch.nn.Module:
-        return self.context.accelerator.unwrap_model(self.network).classifier

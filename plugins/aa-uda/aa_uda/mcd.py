@@ -72,7 +72,9 @@ class MCD(UDAAlgorithm):
     Options = MCDOptions
 
     @classmethod
-    def build_predictor(cls, classifier, options: MCDOptions) -> nn.Module:
+    def build_network(cls, classifier, options: MCDOptions) -> nn.Module:
+        """The source-only head is replaced by two classifiers, read through their summed probabilities."""
+
         def head() -> MCDClassifier:
             return MCDClassifier(classifier.features_dim, classifier.num_classes, options.hidden, options.dropout)
 
@@ -81,7 +83,6 @@ class MCD(UDAAlgorithm):
 
     def __init__(self, options: MCDOptions, classifier, context: TrainingContext):
         super().__init__(options, classifier, context)
-        self.network = self.build_predictor(classifier, options)  # the source-only head is replaced
         accelerator = context.accelerator
         extractor = nn.Sequential(classifier.backbone, classifier.bottleneck)
         opt_g = torch.optim.Adam(extractor.parameters(), lr=options.lr, weight_decay=options.weight_decay, **fused(accelerator))
@@ -121,7 +122,7 @@ class MCD(UDAAlgorithm):
         gradient of theirs is waited for.
         """
         f_t = self.g(batch.x_t) if f_t is None else f_t
-        c1, c2 = self.network.head.c1, self.network.head.c2
+        c1, c2 = self.classifier.head.c1, self.classifier.head.c2
         with frozen(c1, c2):
             gap = discrepancy(c1(f_t), c2(f_t))
             self.update_g(gap)
@@ -134,6 +135,3 @@ class MCD(UDAAlgorithm):
             narrowed = self.minimise_discrepancy(batch, f_t)
             f_t = None  # B's features serve the first update only: the extractor moves with each
         return {"source": source.item(), "discrepancy_max": widest.item(), "discrepancy_min": narrowed.item()}
-
-    def predictor(self) -> nn.Module:
-        return self.network

@@ -86,13 +86,13 @@ class SymNets(UDAAlgorithm):
     Options = SymNetsOptions
 
     @classmethod
-    def build_predictor(cls, classifier, options: SymNetsOptions) -> nn.Module:
+    def build_network(cls, classifier, options: SymNetsOptions) -> nn.Module:
+        """The source-only head is replaced by the 2K-wide classifier, read through its target half."""
         classifier.head = TargetHalf(classifier.features_dim, classifier.num_classes)
         return classifier
 
     def __init__(self, options: SymNetsOptions, classifier, context: TrainingContext):
         super().__init__(options, classifier, context)
-        self.network = self.build_predictor(classifier, options)
         self.losses = SymmetricLosses(context.num_classes)
         extractor = nn.Sequential(classifier.backbone, classifier.bottleneck)
         modules = {"backbone": classifier.backbone, "rest": nn.ModuleList([classifier.bottleneck, classifier.head])}
@@ -114,6 +114,3 @@ class SymNets(UDAAlgorithm):
         self.update(loss_c + loss_g)
         logs = {"classifier": loss_c, "features": loss_g, "domain_confusion": confusion, "entropy": entropy}
         return {**{k: v.item() for k, v in logs.items()}, "lambda": lam}
-
-    def predictor(self) -> nn.Module:
-        return self.network

@@ -45,9 +45,3 @@ def aa_log(stage, step, scalars):
 def aa_run_end(run_dir, metrics):
     _log("run_end", metrics=metrics)
 
-
-@hookimpl
-def aa_register_image_filters(register):
-    from aa_fake_good.coin_filter import CoinFilter
-
-    register("coin", CoinFilter)

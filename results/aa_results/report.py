@@ -20,8 +20,7 @@ from pathlib import Path
 import yaml
 from PIL import Image
 
-from aa_core.errors import AAError
-from aa_core.run_folder import RunFolder
+from aa_core.runs import AAError, Run, RunFolder
 
 PER_CATEGORY = 8  # synthetic images shown per category
 TARGET_SAMPLE = 60  # target images shown
@@ -79,14 +78,14 @@ def synthetic_section(folder: RunFolder, categories: list[str]) -> str:
     return "".join(parts)
 
 
-def target_section(ctx, predictions: list[dict]) -> str:
-    split = {row["image"]: row["confident"] == "1" for row in read_csv(ctx.folder.split)}
+def target_section(run: Run, predictions: list[dict]) -> str:
+    split = {row["image"]: row["confident"] == "1" for row in read_csv(run.folder.split)}
     step = max(1, len(predictions) // TARGET_SAMPLE)
     tiles = []
     for row in predictions[::step][:TARGET_SAMPLE]:
         confident = split.get(row["image"])
         frame = "" if confident is None else ("#2e7d32" if confident else "#ef8f00")
-        with Image.open(ctx.target.root / row["image"]) as image:
+        with Image.open(run.target.root / row["image"]) as image:
             caption = f"{row['predicted']} ({float(row['confidence']):.2f})"
             tiles.append(tile(data_uri(image.convert('RGB')), caption, row["image"], frame))
     legend = "<p>Green: confident, labelled by its pseudo-label for refinement; amber: unconfident.</p>" if split else ""
@@ -121,27 +120,27 @@ def curves_section(folder: RunFolder) -> str:
     return "".join(plots)
 
 
-def confusion_section(ctx, predictions: list[dict]) -> str:
+def confusion_section(run: Run, predictions: list[dict]) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    target = ctx.target
+    target, categories = run.target, run.categories
     if target.labels is None or not target.test:
         return "<p>The target has no labels: no confusion matrix.</p>"
     predicted = {row["image"]: row["predicted"] for row in predictions}
-    names, k = target.names, len(ctx.categories)
+    names, k = target.names, len(categories)
     matrix = np.zeros((k, k), dtype=int)
     for i in target.test:
-        matrix[target.labels[i], ctx.categories.index(predicted[names[i]])] += 1
+        matrix[target.labels[i], categories.index(predicted[names[i]])] += 1
     figure, axis = plt.subplots(figsize=(1 + 0.45 * k, 1 + 0.45 * k))
     axis.imshow(matrix, cmap="Blues")
     for (row, col), value in np.ndenumerate(matrix):
         axis.text(col, row, str(value), ha="center", va="center", fontsize=7, color="white" if value > matrix.max() / 2 else "black")
-    axis.set_xticks(range(k), ctx.categories, rotation=90, fontsize=7)
-    axis.set_yticks(range(k), ctx.categories, fontsize=7)
+    axis.set_xticks(range(k), categories, rotation=90, fontsize=7)
+    axis.set_yticks(range(k), categories, fontsize=7)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     accuracy = np.trace(matrix) / matrix.sum()
@@ -156,6 +155,16 @@ def metrics_section(metrics: dict) -> str:
     table = f"<table><tr><th>model</th><th>test</th><th>dev</th></tr>{rows}</table>" if rows else "<p>The target has no labels.</p>"
     times = ", ".join(f"{stage} {value:.1f} s" for stage, value in seconds.items())
     return table + (f"<p>Stage times: {html.escape(times)}.</p>" if times else "")
+
+
+def plugins_recorded(plugins: dict) -> list[tuple[str, str, dict]]:
+    """(kind, name, {distribution, version}) of each implementation ``config.yaml`` records; a kind
+    chosen several at once (image filters) records a mapping of names."""
+    out = []
+    for kind, record in plugins.items():
+        named = {record.get("name"): record} if "name" in record else record
+        out += [(kind, name, p) for name, p in named.items()]
+    return out
 
 
 STYLE = """
@@ -179,27 +188,24 @@ window.addEventListener("load", () => {
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    from aa_core.final_model import open_run
-
-    ctx = open_run(run_dir)
-    folder = ctx.folder
+    run = Run.open(run_dir)
+    folder = run.folder
     if not folder.metrics.is_file():
         raise AAError(f"{folder.root} has no metrics.json yet; finish it with `aa run --out {folder.root}`")
     metrics = json.loads(folder.metrics.read_text())
     predictions = read_csv(folder.predictions)
     recorded = yaml.safe_load(folder.config.read_text()) or {}
-    plugins = recorded.get("plugins", {})
     plugin_rows = "".join(
-        f"<tr><td>{kind}</td><td>{html.escape(str(p.get('name')))}</td><td>{html.escape(str(p.get('distribution', '')))}</td>"
+        f"<tr><td>{kind}</td><td>{html.escape(str(name))}</td><td>{html.escape(str(p.get('distribution', '')))}</td>"
         f"<td>{html.escape(str(p.get('version', '')))}</td></tr>"
-        for kind, p in plugins.items()
+        for kind, name, p in plugins_recorded(recorded.get("plugins", {}))
     )
     sections = [
         ("Accuracy", metrics_section(metrics)),
-        ("Synthetic source", synthetic_section(folder, ctx.categories)),
-        ("Target predictions", target_section(ctx, predictions)),
+        ("Synthetic source", synthetic_section(folder, run.categories)),
+        ("Target predictions", target_section(run, predictions)),
         ("Training curves", curves_section(folder)),
-        ("Confusion matrix", confusion_section(ctx, predictions)),
+        ("Confusion matrix", confusion_section(run, predictions)),
         ("Plugins", f"<table><tr><th>kind</th><th>name</th><th>distribution</th><th>version</th></tr>{plugin_rows}</table>"),
         ("Configuration", f"<pre>{html.escape(folder.config.read_text())}</pre>"),
     ]

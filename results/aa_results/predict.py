@@ -1,5 +1,4 @@
-"""A finished run's final model and the way it reads an image: what `aa predict`, `aa export` and
-`aa report` use outside the pipeline.
+"""`aa predict RUN IMAGES...`: a finished run's final model on new images, with the run's own preprocessing.
 
 The final model is the refined one when the run refines (``--ssl`` other than none), else the
 adapted one. Images go through the run's own input format: ``data.channels``, ``data.image_size``
@@ -14,38 +13,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from aa_core.config import load_config
-from aa_core.data.image_folder import is_image
-from aa_core.data.input_format import InputFormat
-from aa_core.errors import AAError
-from aa_core.run_folder import RunFolder
-from aa_core.stages.context import StageContext
-
-
-def open_run(run_dir: str | Path) -> StageContext:
-    """The stage context of a run folder whose model is trained; a one-line error otherwise."""
-    from aa_core.pipeline import read_config, with_algorithm_defaults
-
-    folder = RunFolder(run_dir)
-    ctx = StageContext(load_config(base=read_config(folder)), folder)
-    with_algorithm_defaults(ctx)
-    if not folder.weights(final_stage(ctx)).is_file():
-        missing = f"{final_stage(ctx)}.safetensors"
-        raise AAError(f"{folder.root} has no trained model yet ({missing}); finish it with `aa run --out {folder.root}`")
-    return ctx
-
-
-def final_stage(ctx: StageContext) -> str:
-    return "refine" if ctx.active("ssl") else "adapt"
-
-
-def final_predictor(ctx: StageContext) -> torch.nn.Module:
-    """The final network, its weights loaded, in evaluation mode."""
-    from aa_core.stages.adapt import adapted_predictor
-    from aa_core.stages.refine import refined_predictor
-
-    model = refined_predictor(ctx) if final_stage(ctx) == "refine" else adapted_predictor(ctx)
-    return model.eval()
+from aa_core.runs import AAError, Run, is_image
 
 
 def image_paths(inputs: list[str | Path]) -> list[Path]:
@@ -73,10 +41,10 @@ class Prediction:
 class Predictor:
     """The final model with the run's preprocessing: PIL images -> categories and confidences."""
 
-    def __init__(self, ctx: StageContext):
-        self.categories = ctx.categories
-        self.model = final_predictor(ctx)
-        fmt = InputFormat(ctx.config.data, ctx.config.model)
+    def __init__(self, run: Run):
+        self.categories = run.categories
+        self.model = run.model()
+        fmt = run.input_format()
         self.prepare, self.to_tensor = fmt.prepare(), fmt.plain()
 
     @torch.no_grad()

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from aa_core.errors import AAError
-from aa_core.run_folder import write_atomic
+from aa_core.runs import AAError, write_atomic
 
 MODELS = ("source_only", "adapt", "refine")
 NOT_SETTINGS = {"seed", "plugins", "environment"}  # differ between seeds or are records, not choices

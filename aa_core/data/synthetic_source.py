@@ -1,12 +1,16 @@
-"""The ledger of a synthetic source: which slots hold an image, which attempts were dropped.
+"""The synthetic source on disk, and its one owner: images, their rows, and the journals.
+
+``SyntheticSource`` is the only code that writes or removes anything under ``source/`` and
+``dropped/``. The generation stage asks it what is left to do (``work``), hands it each finished
+batch (``record``) and settles it before and after (``settle``, main process).
 
 While generating, every process appends the rows of each finished batch to its own journal
 (``source/.journal/<host>-<pid>.jsonl``, flushed to disk), after the batch's images are in place
 under their final names: a process killed at any moment loses at most the batch in flight, and
-a torn last line is ignored. ``settle`` (main process, before and after the work) folds the
-journals into ``source/metadata.jsonl`` (kept images, in plan order) and ``dropped.jsonl``
-(blank and filtered attempts), keeps only rows the current plan and maker would write with
-their image present, and deletes every file no row names.
+a torn last line is ignored. ``settle`` folds the journals into ``source/metadata.jsonl`` (kept
+images, in plan order) and ``dropped/dropped.jsonl`` (blank and filtered attempts), keeps only
+rows the current plan and maker would write with their image present, and deletes every file no
+row names.
 """
 
 from __future__ import annotations
@@ -18,40 +22,11 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
 from aa_core.data.synthetic import METADATA, Slot, SyntheticImage, attempt_seed, read_rows, write_rows
 
 JOURNALS = ".journal"
-
-
-class Journal:
-    """One process's append-only record of the rows it made."""
-
-    def __init__(self, source: Path):
-        folder = source / JOURNALS
-        folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / f"{socket.gethostname()}-{os.getpid()}.jsonl"
-
-    def append(self, kept: list[SyntheticImage], dropped: list[SyntheticImage]) -> None:
-        lines = [json.dumps({"kept": row.as_dict()}) for row in kept] + [json.dumps({"dropped": row.as_dict()}) for row in dropped]
-        if not lines:
-            return
-        with open(self.path, "a") as f:
-            f.write("\n".join(lines) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def read_journals(source: Path) -> tuple[list[SyntheticImage], list[SyntheticImage]]:
-    """Kept and dropped rows of every journal under ``source``; a torn line is skipped."""
-    kept, dropped = [], []
-    for path in sorted((source / JOURNALS).glob("*.jsonl")):
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # the line a kill cut short
-                continue
-            (kept if "kept" in record else dropped).append(SyntheticImage.of(record.get("kept") or record["dropped"]))
-    return kept, dropped
 
 
 @dataclass
@@ -73,33 +48,40 @@ class Work:
         return Work(self.slot, self.attempt + 1, self.blank + blank, self.filtered + (not blank))
 
 
-class SourceLedger:
-    """What the synthetic source holds against what the plan asks for."""
+@dataclass
+class Verdict:
+    """What became of one attempt: its image (``None`` when blank) and why it was dropped (``None``: kept)."""
+
+    work: Work
+    image: Image.Image | None
+    reason: str | None
+
+
+class SyntheticSource:
+    """The synthetic source's files against what the plan asks for."""
 
     def __init__(self, source: Path, dropped: Path, slots: list[Slot], maker: dict, filters: str):
         self.source = source  # the image folder: one subfolder per category, metadata.jsonl
         self.dropped_dir = dropped  # images an image filter dropped, listed in dropped.jsonl
         self.slots = slots
-        self.maker = maker
+        self.maker = maker  # what makes an image (generator, version, options): part of its file name
         self.filters = filters  # fingerprint of the active image filters; "" when none is on
         self.kept: dict[tuple[str, int], SyntheticImage] = {}
         self.dropped: list[SyntheticImage] = []
+        self._journal: Path | None = None
 
     @property
     def dropped_list(self) -> Path:
         return self.dropped_dir / "dropped.jsonl"
 
-    def row(self, work: Work, file_name: str, reason: str = "") -> SyntheticImage:
-        return SyntheticImage(
-            file_name=file_name, label=work.slot.label, prompt=work.slot.prompt, seed=work.seed, generator=self.maker["name"],
-            slot=work.slot.index, attempt=work.attempt, blank=work.blank, filtered=work.filtered, filters=self.filters, reason=reason,
-        )  # fmt: skip
+    def file_name(self, work: Work) -> str:
+        return work.slot.file_name(self.maker, work.attempt)
 
     # --- reading back ------------------------------------------------------------------------
 
     def read(self) -> None:
         """Load the settled rows (``metadata.jsonl``, ``dropped.jsonl``) and any journal, and keep the valid ones."""
-        journal_kept, journal_dropped = read_journals(self.source)
+        journal_kept, journal_dropped = self._read_journals()
         slots = {slot.key: slot for slot in self.slots}
         self.kept = {}
         for row in [*read_rows(self.source / METADATA), *journal_kept]:  # later rows win
@@ -121,6 +103,18 @@ class SourceLedger:
             if kept is None or row.attempt < kept.attempt:
                 unique[(*row.key, row.attempt)] = row
         self.dropped = list(unique.values())
+
+    def _read_journals(self) -> tuple[list[SyntheticImage], list[SyntheticImage]]:
+        """Kept and dropped rows of every process's journal; a torn line is skipped."""
+        kept, dropped = [], []
+        for path in sorted((self.source / JOURNALS).glob("*.jsonl")):
+            for line in path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # the line a kill cut short
+                    continue
+                (kept if "kept" in record else dropped).append(SyntheticImage.of(record.get("kept") or record["dropped"]))
+        return kept, dropped
 
     def settle(self) -> None:
         """(Main process.) Fold the journals into the two lists and delete every file no row names."""
@@ -157,12 +151,78 @@ class SourceLedger:
                 out.append(Work(slot, attempt, blank, len(earlier) - blank))
         return out
 
+    def image(self, work: Work) -> Image.Image:
+        """The image on disk of an ``existing`` attempt."""
+        with Image.open(self.source / self.file_name(work)) as image:
+            return image.copy()
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def record(self, verdicts: list[Verdict]) -> None:
+        """Put a finished batch in place: kept images under ``source/``, filtered ones under
+        ``dropped/`` (a blank one is not kept), then journal every row at once."""
+        kept, dropped = [], []
+        for v in verdicts:
+            if v.reason is None:
+                kept.append(self._keep(v.work, v.image))
+            else:
+                dropped.append(self._set_aside(v.work, v.image, v.reason))
+        self._journal_rows(kept, dropped)
+
+    def _row(self, work: Work, file_name: str, reason: str = "") -> SyntheticImage:
+        return SyntheticImage(
+            file_name=file_name, label=work.slot.label, prompt=work.slot.prompt, seed=work.seed, generator=self.maker["name"],
+            slot=work.slot.index, attempt=work.attempt, blank=work.blank, filtered=work.filtered, filters=self.filters, reason=reason,
+        )  # fmt: skip
+
+    def _keep(self, work: Work, image: Image.Image) -> SyntheticImage:
+        name = self.file_name(work)
+        if not work.existing:
+            write_png(image, self.source / name)
+        return self._row(work, name)
+
+    def _set_aside(self, work: Work, image: Image.Image | None, reason: str) -> SyntheticImage:
+        if image is None:
+            return self._row(work, "", reason)
+        name = self.file_name(work)
+        path = self.dropped_dir / name
+        if work.existing:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.source / name, path)
+        else:
+            write_png(image, path)
+        return self._row(work, name, reason)
+
+    def _journal_rows(self, kept: list[SyntheticImage], dropped: list[SyntheticImage]) -> None:
+        """Append to this process's journal, flushed to disk before returning."""
+        lines = [json.dumps({"kept": row.as_dict()}) for row in kept] + [json.dumps({"dropped": row.as_dict()}) for row in dropped]
+        if not lines:
+            return
+        if self._journal is None:
+            folder = self.source / JOURNALS
+            folder.mkdir(parents=True, exist_ok=True)
+            self._journal = folder / f"{socket.gethostname()}-{os.getpid()}.jsonl"
+        with open(self._journal, "a") as f:
+            f.write("\n".join(lines) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    # --- what it holds -------------------------------------------------------------------------
+
     def counts(self) -> dict[str, int]:
         """Kept images per category, in plan order."""
         out = {slot.label: 0 for slot in self.slots}
         for row in self.kept.values():
             out[row.label] += 1
         return out
+
+
+def write_png(image: Image.Image, path: Path) -> None:
+    """Write ``image`` under ``path`` only once complete: a reader never finds half an image."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, path)
 
 
 def remove_unnamed(root: Path, names: set[str]) -> int:

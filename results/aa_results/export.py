@@ -2,7 +2,7 @@
 
 The folder holds ``model.safetensors`` (the final network's weights), ``config.json`` (the timm
 backbone and its settings, the bottleneck width, the head, the class names, the preprocessing),
-``modeling.py`` (``aa_core/export_modeling.py``: loading and prediction with torch, timm and
+``modeling.py`` (``aa_results/export_modeling.py``: loading and prediction with torch, timm and
 safetensors alone), ``backbones.py`` when the backbone is one of Adapt Anything's own timm
 models, ``head.pt`` (TorchScript) when the head is more than one linear layer, and ``README.md``,
 a short model card: source, generator, prompts, algorithms, target accuracy where measured.
@@ -10,7 +10,6 @@ a short model card: source, generator, prompts, algorithms, target accuracy wher
 
 from __future__ import annotations
 
-import inspect
 import json
 import shutil
 from pathlib import Path
@@ -18,57 +17,51 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from aa_core.errors import AAError
-from aa_core.final_model import final_predictor, final_stage, open_run
-from aa_core.stages.context import StageContext
-
-OWN_BACKBONES = {"aa_small_cnn": "aa_core.models.small_cnn", "aa_vit_tiny": "aa_core.models.tiny_vit"}
+from aa_core.runs import AAError, Run, own_backbone_source
 
 
 def export(run_dir: str | Path, out: str | Path) -> Path:
-    ctx = open_run(run_dir)
+    run = Run.open(run_dir)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise AAError(f"{out} is not empty; export into a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
-    model = final_predictor(ctx)
+    model = run.model()
     head = "linear" if isinstance(model.head, torch.nn.Linear) else "torchscript"
     if head == "torchscript":
         torch.jit.script(model.head).save(str(out / "head.pt"))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
-    config = export_config(ctx, head)
+    config = export_config(run, head)
     (out / "config.json").write_text(json.dumps(config, indent=2))
     shutil.copyfile(Path(__file__).with_name("export_modeling.py"), out / "modeling.py")
-    if config["backbone"] in OWN_BACKBONES:
-        module = __import__(OWN_BACKBONES[config["backbone"]], fromlist=["_"])
-        (out / "backbones.py").write_text(inspect.getsource(module))
-    (out / "README.md").write_text(model_card(ctx, config))
+    source = own_backbone_source(config["backbone"])
+    if source is not None:
+        (out / "backbones.py").write_text(source)
+    (out / "README.md").write_text(model_card(run, config))
     return out
 
 
-def export_config(ctx: StageContext, head: str) -> dict:
-    from aa_core.data.input_format import InputFormat
-
-    c = ctx.config
-    fmt = InputFormat(c.data, c.model)
+def export_config(run: Run, head: str) -> dict:
+    c = run.config
+    fmt = run.input_format()
     return {
         "library": "adapt-anything",
         "backbone": c.model.backbone,
         "bottleneck_dim": c.model.bottleneck_dim,
         "head": head,
-        "classes": list(ctx.categories),
+        "classes": list(run.categories),
         "preprocessing": {"channels": c.data.channels, "image_size": c.data.image_size, "mean": list(fmt.mean), "std": list(fmt.std)},
-        "trained_by": {"stage": final_stage(ctx), "uda": c.uda.name, "ssl": c.ssl.name},
+        "trained_by": {"stage": run.final_stage, "uda": c.uda.name, "ssl": c.ssl.name},
     }
 
 
-def metrics(ctx: StageContext) -> dict:
-    path = ctx.folder.metrics
+def metrics(run: Run) -> dict:
+    path = run.folder.metrics
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def model_card(ctx: StageContext, config: dict) -> str:
-    c, m = ctx.config, metrics(ctx)
+def model_card(run: Run, config: dict) -> str:
+    c, m = run.config, metrics(run)
     if c.data.source is not None:
         source = f"a real labelled image folder ({c.data.source})"
     else:
@@ -78,17 +71,17 @@ def model_card(ctx: StageContext, config: dict) -> str:
     lines = [
         f"# Image classifier for {c.task.domain}",
         "",
-        f"Trained by Adapt Anything without labelled data of the target domain: {len(ctx.categories)} "
-        f"categories ({', '.join(ctx.categories[:12])}{', ...' if len(ctx.categories) > 12 else ''}).",
+        f"Trained by Adapt Anything without labelled data of the target domain: {len(run.categories)} "
+        f"categories ({', '.join(run.categories[:12])}{', ...' if len(run.categories) > 12 else ''}).",
         "",
         f"- **Source:** {source}.",
-        f"- **Adaptation:** `{c.uda.name}`; **refinement:** `{c.ssl.name}` (the final model is the {final_stage(ctx)} stage's).",
+        f"- **Adaptation:** `{c.uda.name}`; **refinement:** `{c.ssl.name}` (the final model is the {run.final_stage} stage's).",
         f"- **Backbone:** timm `{config['backbone']}`{' (pretrained)' if c.model.pretrained else ''}, bottleneck {c.model.bottleneck_dim}, "
         f"head `{config['head']}`.",
         f"- **Input:** {'grey' if c.data.channels == 1 else 'colour'}, {c.data.image_size}x{c.data.image_size}, "
         f"mean {config['preprocessing']['mean']}, std {config['preprocessing']['std']}.",
     ]
-    samples = sample_prompts(ctx)
+    samples = sample_prompts(run)
     if samples:
         lines.append("- **Prompts (samples):** " + "; ".join(f'"{p}"' for p in samples))
     accuracy = m.get("target_accuracy")
@@ -111,9 +104,9 @@ def model_card(ctx: StageContext, config: dict) -> str:
     return "\n".join(lines)
 
 
-def sample_prompts(ctx: StageContext, n: int = 3) -> list[str]:
-    path = ctx.folder.prompts
-    if ctx.config.data.source is not None or not path.is_file():
+def sample_prompts(run: Run, n: int = 3) -> list[str]:
+    path = run.folder.prompts
+    if run.config.data.source is not None or not path.is_file():
         return []
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [row["text"] for row in rows[:: max(1, len(rows) // n)][:n]]

@@ -5,8 +5,8 @@ The members are the product of the grid (``--grid uda.name=dann,mcd``, or a YAML
 made with the sweep's base settings (``--config``, ``--set``) plus its own.
 
 Sharing. Before a member runs, each of its leading stages that a member under the root has
-completed with the same fingerprint is adopted: the stage's outputs (``OUTPUTS`` of each stage
-module) are hard-linked where the pipeline only ever replaces a file whole (images, weights) and
+completed with the same fingerprint is adopted: the stage's outputs (``aa_core.runs.OUTPUTS``)
+are hard-linked where the pipeline only ever replaces a file whole (images, weights) and
 copied otherwise (small text files), and the stage's ``stages.json`` entry is copied. Nothing of
 gigabytes is copied, and a later change in one folder never reaches another: a hard link is
 replaced, not rewritten. The pipeline then reuses those stages as its own.
@@ -38,9 +38,7 @@ from queue import Queue
 
 import yaml
 
-from aa_core.config import load_config, parse_set
-from aa_core.errors import AAError
-from aa_core.run_folder import RunFolder, write_atomic
+from aa_core.runs import OUTPUTS, AAError, Run, RunFolder, load_config, parse_set, write_atomic
 
 logger = logging.getLogger("aa")
 
@@ -149,24 +147,19 @@ def share(src: Path, dst: Path) -> None:
 
 def adopt(folder: RunFolder, config, donors: list[RunFolder]) -> list[str]:
     """Take every leading stage a donor completed with this run's fingerprint; return their names."""
-    from aa_core.pipeline import STAGES, active_stages, fingerprints, with_algorithm_defaults
-    from aa_core.stages.adapt import source_only_fingerprint
-    from aa_core.stages.context import StageContext
-
-    ctx = StageContext(config.model_copy(deep=True), folder)
-    with_algorithm_defaults(ctx)
+    run = Run(config, folder.root)
     folder.create()
     taken = []
-    for stage in active_stages(ctx.config):
-        fps = fingerprints(ctx)  # again after each adoption: a stage's covers what the ones before it wrote
-        if stage == "adapt" and take_source_only(folder, source_only_fingerprint(ctx), donors):
+    for stage in run.stages:
+        fps = run.fingerprints()  # again after each adoption: a stage's covers what the ones before it wrote
+        if stage == "adapt" and take_source_only(folder, run.source_only_fingerprint(), donors):
             taken.append("source_only")  # shared wherever the source and its settings are the same
         if folder.is_current(stage, fps[stage]):
             continue
         donor = next((d for d in donors if d.root != folder.root and d.is_current(stage, fps[stage])), None)
         if donor is None:
             break
-        for name in STAGES[stage].OUTPUTS:
+        for name in OUTPUTS[stage]:
             if (donor.root / name).exists():
                 share(donor.root / name, folder.root / name)
         folder.adopt(stage, donor.state()[stage], donor.root)
@@ -220,10 +213,6 @@ def phases(sweep: Sweep) -> list[tuple[str | None, str | None]]:
 
 def run_sweep(sweep: Sweep, devices: list[str] | None, say=print) -> dict[str, str]:
     """Run every member, phase by phase, sharing stages; return the status of each member."""
-    from aa_core.pipeline import fingerprints, with_algorithm_defaults
-    from aa_core.stages.adapt import source_only_fingerprint
-    from aa_core.stages.context import StageContext
-
     members = sweep.members()
     sweep.root.mkdir(parents=True, exist_ok=True)
     sweep.save()
@@ -237,9 +226,8 @@ def run_sweep(sweep: Sweep, devices: list[str] | None, say=print) -> dict[str, s
             try:  # a member whose settings are wrong fails alone
                 config = sweep.config_of(member)
                 shared = adopt(folder, config, donors_under(sweep.root))
-                ctx = StageContext(config.model_copy(deep=True), folder)
-                with_algorithm_defaults(ctx)
-                fp = source_only_fingerprint(ctx) if key == "source_only" else fingerprints(ctx)[key] if key else ""
+                run = Run(config, folder.root)
+                fp = run.source_only_fingerprint() if key == "source_only" else run.fingerprints()[key] if key else ""
             except AAError as exc:
                 failed.add(member.folder)
                 sweep.status[member.folder] = f"failed: error: {exc}"

@@ -1,0 +1,103 @@
+"""What every stage is given: the validated config, the run folder, the chosen implementations,
+the target and source image lists and the accelerator, each computed once per run.
+
+Stages read the run through this one object, so none of them needs another stage's module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from aa_core.config import Config, implementation_options
+from aa_core.kinds import KINDS, chosen
+from aa_core.plugins import plugin_manager
+from aa_core.run_folder import RunFolder
+
+
+@dataclass
+class StageContext:
+    config: Config
+    folder: RunFolder
+
+    @property
+    def categories(self) -> list[str]:
+        return self.config.task.categories
+
+    def active(self, kind: str) -> bool:
+        """Whether the config turns on an implementation of ``kind`` (``--uda none`` turns uda off)."""
+        return bool(chosen(self.config, kind))
+
+    def implementations(self, kind: str) -> dict[str, tuple[type, object]]:
+        """``name -> (class, validated options)`` of every implementation the config turns on for ``kind``."""
+        several, name_of_section = KINDS[kind].several, KINDS[kind].section
+        section = getattr(self.config, name_of_section)
+        out = {}
+        for name in chosen(self.config, kind):
+            cls = plugin_manager().load(kind, name)
+            options, prefix = (section[name], f"{name_of_section}.{name}.") if several else (section.options(), f"{name_of_section}.")
+            out[name] = cls, implementation_options(prefix, options, cls)
+        return out
+
+    def implementation(self, kind: str) -> tuple[type, object]:
+        """``(class, validated options)`` of the one implementation the config names for ``kind``."""
+        ((cls, options),) = self.implementations(kind).values()
+        return cls, options
+
+    def distribution(self, kind: str, name: str) -> dict[str, str]:
+        """Which distribution, at which version, provides implementation ``name`` of ``kind``."""
+        info = plugin_manager().distribution_of(kind, name)
+        return {"distribution": info.distribution, "version": info.version} if info else {}
+
+    def version(self, kind: str) -> dict[str, str]:
+        """The one implementation of ``kind``: its name, distribution and version (for fingerprints)."""
+        (name,) = chosen(self.config, kind) or ["none"]
+        return {"name": name, **self.distribution(kind, name)}
+
+    def training_context(self, steps: int):
+        """What a training algorithm of ``steps`` steps is given besides its network."""
+        from aa_core.contracts import TrainingContext
+
+        c = self.config
+        return TrainingContext(
+            accelerator=self.accelerator,
+            num_classes=len(self.categories),
+            total_steps=steps,
+            batch_size=c.train.batch_size,
+            pretrained_backbone=bool(c.model.pretrained),
+            seed=c.seed,
+        )
+
+    def new_classifier(self, pretrained: bool | None = None, *, for_training: bool = True):
+        """A fresh classifier of the configured backbone (pretrained weights as configured, unless
+        ``pretrained`` says), in the memory layout it trains fastest in unless not ``for_training``."""
+        from aa_core.models.classifier import build_classifier
+
+        c = self.config
+        return build_classifier(c.model, len(self.categories), c.data.channels, pretrained, for_training=for_training)
+
+    @cached_property
+    def target(self):
+        """The target images (and, kept apart, their labels), scanned once per run."""
+        from aa_core.data.target import open_target
+
+        return open_target(self.config.data.target, self.categories, self.config.data.dev_fraction)
+
+    @cached_property
+    def source(self):
+        """The labelled source images, scanned once per run: a real ``--source``, or the synthetic
+        source (read first by the adapt stage, after generation)."""
+        from aa_core.data.image_folder import open_image_folder
+
+        return open_image_folder(self.config.data.source or self.folder.source, self.categories, labelled=True)
+
+    @cached_property
+    def accelerator(self):
+        from aa_core.training.accelerator import get_accelerator
+
+        return get_accelerator(self.config.train.mixed_precision)
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this is the process that writes the run folder's shared files."""
+        return self.accelerator.is_main_process

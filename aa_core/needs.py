@@ -1,0 +1,41 @@
+"""What the chosen training algorithms need of the run (``TrainingAlgorithm.needs``), read here alone.
+
+Two moments: before fingerprints, the settings a config leaves unset are filled from the UDA
+algorithm's needs (``model.backbone``: its ``default_backbone``, else ``aa_small_cnn``;
+``source_only.steps``: its ``source_only_steps``, else 500), and ``config.yaml`` records the
+values; before any work, a backbone an algorithm cannot use is refused with one line.
+"""
+
+from __future__ import annotations
+
+from aa_core.context import StageContext
+from aa_core.errors import AAError
+from aa_core.models.classifier import DEFAULT_BACKBONE
+
+DEFAULT_SOURCE_ONLY_STEPS = 500  # where neither the config nor the UDA algorithm says otherwise
+
+
+def fill_defaults(ctx: StageContext) -> None:
+    """Set what the config leaves to the UDA algorithm (in place, on ``ctx.config``)."""
+    needs = ctx.implementation("uda")[0].needs if ctx.active("uda") else None
+    if ctx.config.model.backbone is None:
+        ctx.config.model.backbone = (needs and needs.default_backbone) or DEFAULT_BACKBONE
+    if ctx.config.source_only.steps is None:
+        ctx.config.source_only.steps = (needs and needs.source_only_steps) or DEFAULT_SOURCE_ONLY_STEPS
+
+
+def check_backbone(backbone, needs, who: str) -> None:
+    """Refuse a backbone that is not an instance of the timm class ``needs.backbone`` names."""
+    required = needs.backbone
+    if required and required not in {cls.__name__ for cls in type(backbone).__mro__}:
+        raise AAError(
+            f"{who} needs a {required} backbone, and model.backbone is a {type(backbone).__name__}; "
+            f"set model.backbone to a timm model of that class"
+        )
+
+
+def check_backbones(ctx: StageContext, backbone) -> None:
+    """Every chosen training algorithm accepts ``backbone`` (built on the meta device: no memory)."""
+    for kind in ("uda", "ssl"):
+        for name, (cls, _options) in ctx.implementations(kind).items():
+            check_backbone(backbone, cls.needs, f"{kind} '{name}'")

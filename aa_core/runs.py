@@ -1,0 +1,117 @@
+"""Run folders seen from outside the pipeline: the core's surface for the tools built on it.
+
+``aa_results`` (sweep, compare, report, predict, export) imports this module and nothing else
+of the core, so the core can change inside without its tools noticing::
+
+    Run.open(path)              a run folder made by `aa run`, its config resolved as the run resolved it
+    Run(config, path)           the run ``config`` makes in ``path`` (maybe not started yet)
+    run.stages                  the stages it runs, in order
+    run.fingerprints()          each stage's fingerprint (what it depends on); run.source_only_fingerprint()
+    run.final_stage, run.model(stage), run.input_format()
+                                the trained networks and the way they read an image
+    execute(config, path, ...)  the pipeline itself (``aa run``)
+    own_backbone_source(name)   the code of Adapt Anything's own timm backbones, for exports
+    load_config, parse_set, RunFolder, OUTPUTS, write_atomic, is_image, AAError
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aa_core.config import Config, load_config, parse_set
+from aa_core.data.image_folder import is_image
+from aa_core.errors import AAError
+from aa_core.run_folder import OUTPUTS, RunFolder, write_atomic
+
+__all__ = [
+    "AAError", "OUTPUTS", "Run", "RunFolder", "execute", "is_image", "load_config", "own_backbone_source", "parse_set", "write_atomic",
+]  # fmt: skip
+
+OWN_BACKBONES = {"aa_small_cnn": "aa_core.models.small_cnn", "aa_vit_tiny": "aa_core.models.tiny_vit"}
+
+
+class Run:
+    """One run folder and the resolved config that runs (or ran) in it."""
+
+    def __init__(self, config: Config, root: str | Path):
+        from aa_core.pipeline import context
+
+        self.ctx = context(config, root)
+
+    @classmethod
+    def open(cls, root: str | Path) -> Run:
+        """A run folder ``aa run`` made; a one-line error for any other folder."""
+        from aa_core.pipeline import read_config
+
+        return cls(load_config(base=read_config(RunFolder(root))), root)
+
+    @property
+    def config(self) -> Config:
+        return self.ctx.config
+
+    @property
+    def folder(self) -> RunFolder:
+        return self.ctx.folder
+
+    @property
+    def categories(self) -> list[str]:
+        return self.ctx.categories
+
+    @property
+    def target(self):
+        """The target images and, kept apart for reports, their labels (``aa_core.data.target.TargetSet``)."""
+        return self.ctx.target
+
+    @property
+    def stages(self) -> list[str]:
+        from aa_core.pipeline import active_stages
+
+        return active_stages(self.config)
+
+    def fingerprints(self) -> dict[str, str]:
+        """Each stage's fingerprint, from the run folder as it is now."""
+        from aa_core.fingerprints import fingerprints
+
+        return fingerprints(self.ctx, self.stages)
+
+    def source_only_fingerprint(self) -> str:
+        from aa_core.fingerprints import source_only_fingerprint
+
+        return source_only_fingerprint(self.ctx)
+
+    @property
+    def final_stage(self) -> str:
+        from aa_core.trained import final_stage
+
+        return final_stage(self.ctx)
+
+    def model(self, stage: str | None = None):
+        """The trained network of ``stage`` (default: the final model), in evaluation mode; a one-line error if not trained yet."""
+        from aa_core.trained import trained_model
+
+        stage = stage or self.final_stage
+        if not self.folder.weights(stage).is_file():
+            raise AAError(f"{self.folder.root} has no trained model yet ({stage}.safetensors); "
+                          f"finish it with `aa run --out {self.folder.root}`")  # fmt: skip
+        return trained_model(self.ctx, stage).eval()
+
+    def input_format(self):
+        """How the run reads an image (``aa_core.data.input_format.InputFormat``: size, channels, normalisation)."""
+        from aa_core.data.input_format import InputFormat
+
+        return InputFormat(self.config.data, self.config.model)
+
+
+def execute(config: Config, root: str | Path, only: list[str] | None = None, until: str | None = None) -> dict:
+    """Run the pipeline (``aa run``; ``only`` some stages, or ``until`` one); return the metrics."""
+    from aa_core.pipeline import run
+
+    return run(config, root, only=only, until=until)
+
+
+def own_backbone_source(name: str) -> str | None:
+    """The source of the module that registers Adapt Anything's own timm backbone ``name``; None for timm's own."""
+    import importlib
+    import inspect
+
+    return inspect.getsource(importlib.import_module(OWN_BACKBONES[name])) if name in OWN_BACKBONES else None

@@ -1,0 +1,41 @@
+"""The networks a run trained, rebuilt and loaded after any stage: the one place that knows how.
+
+Each stage's network is the one before it, as the stage's algorithm builds it
+(``TrainingAlgorithm.build_network``): the source-only classifier; the UDA algorithm's network
+around it (MCD: two classifier heads); the SSL algorithm's around that. The refine stage, the
+evaluation, ``aa predict`` and ``aa export`` all load through ``trained_model``.
+
+Loading draws nothing from the random stream (the fresh weights it would draw are replaced at
+once), so whatever a stage draws after loading a model is the same as if it had not loaded one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from aa_core.context import StageContext
+from aa_core.training.weights import load_weights
+
+TRAINED = ("source_only", "adapt", "refine")  # the stages that save a network, in order
+
+
+def final_stage(ctx: StageContext) -> str:
+    """The stage whose network is the run's final model: refine where the run refines, else adapt."""
+    return "refine" if ctx.active("ssl") else "adapt"
+
+
+def network(ctx: StageContext, stage: str) -> torch.nn.Module:
+    """``stage``'s network, untrained: the classifier, then each algorithm's ``build_network`` up to ``stage``."""
+    net = ctx.new_classifier(pretrained=False, for_training=False)
+    for kind, built_by in (("uda", "adapt"), ("ssl", "refine")):
+        if TRAINED.index(stage) >= TRAINED.index(built_by) and ctx.active(kind):
+            cls, options = ctx.implementation(kind)
+            net = cls.build_network(net, options)
+    return net
+
+
+def trained_model(ctx: StageContext, stage: str) -> torch.nn.Module:
+    """``stage``'s network with the weights it saved (``<stage>.safetensors``)."""
+    with torch.random.fork_rng(devices=[]):
+        net = network(ctx, stage)
+    return load_weights(net, ctx.folder.weights(stage))
