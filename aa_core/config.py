@@ -86,7 +86,9 @@ class DataConfig(Section):
     flip: bool = False  # horizontal flips in augmentation (wrong for digits and text)
     fill: int = Field(255, ge=0, le=255)  # background value for pixels that augmentation uncovers
     adapt_view: Literal["plain", "weak"] = "plain"  # augmentation while adapting; weak suits large images
-    num_workers: int = Field(0, ge=0)
+    num_workers: int = Field(0, ge=0)  # data-loader processes decoding and augmenting (per GPU); 0: the training process
+    # prepared images are held in memory when the whole set fits this many MB (small images), else decoded at each pass
+    cache_mb: int = Field(512, ge=0)
 
 
 class ModelConfig(Section):

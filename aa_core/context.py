@@ -77,6 +77,21 @@ class StageContext:
         return build_classifier(c.model, len(self.categories), c.data.channels, pretrained, for_training=for_training)
 
     @cached_property
+    def input_format(self):
+        """How every image of the run is read: channels, size, normalisation, and the views built on them."""
+        from aa_core.data.input_format import InputFormat
+
+        return InputFormat(self.config.data, self.config.model)
+
+    def prepared(self, paths: list[str]):
+        """The images of ``paths`` in the input format: held in memory when they fit ``data.cache_mb``,
+        else decoded at each pass by ``data.num_workers`` workers."""
+        from aa_core.data.prepared import Prepared
+
+        fmt, data = self.input_format, self.config.data
+        return Prepared(paths, fmt.prepare(), fmt.size, fmt.channels, data.cache_mb << 20, data.num_workers)
+
+    @cached_property
     def target(self):
         """The target images (and, kept apart, their labels), scanned once per run."""
         from aa_core.data.target import open_target

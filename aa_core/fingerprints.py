@@ -42,7 +42,7 @@ def source_inputs(ctx: StageContext) -> dict:
     """The settings the source-only model depends on (the source's files aside)."""
     c = ctx.config
     train = c.train.model_dump(include={"batch_size", "mixed_precision"})
-    data = c.data.model_dump(exclude={"num_workers", "dev_fraction"})
+    data = c.data.model_dump(exclude={"num_workers", "cache_mb", "dev_fraction"})  # how, not what, is read
     model = c.model.model_dump()
     if isinstance(c.model.pretrained, str):  # a local checkpoint: its contents, not only its name
         checkpoint = Path(c.model.pretrained)

@@ -10,6 +10,9 @@ checkpoint so far is kept. Higher is better for every criterion:
 * ``snd``: soft neighbourhood density (Saito et al. 2021): with :math:`z_i = p_i / \\lVert p_i \\rVert`,
   :math:`s_{ij} = z_i^\\top z_j` for :math:`j \\ne i`, :math:`q_i = \\mathrm{softmax}_j(s_{ij}/0.05)`,
   the score is :math:`\\frac1N \\sum_i H(q_i)`: predictions that form dense neighbourhoods.
+  The :math:`N \\times N` similarities are never held: with :math:`x_{ij} = s_{ij}/0.05`,
+  :math:`H(q_i) = \\log \\sum_j e^{x_{ij}} - \\sum_j q_{ij} x_{ij}`, accumulated over blocks of
+  columns with a running maximum (an exact streaming log-sum-exp), a block of rows at a time.
 
 ``last`` (the default) keeps the last step's model and computes nothing.
 """
@@ -36,11 +39,32 @@ def score(probabilities: torch.Tensor, criterion: Criterion, temperature: float 
     if criterion == "infomax":
         return (_entropy(p.mean(dim=0)) - _entropy(p).mean()).item()
     if criterion == "snd":
-        z = torch.nn.functional.normalize(p, dim=1)
-        similarity = z @ z.T
-        similarity.fill_diagonal_(float("-inf"))
-        return _entropy((similarity / temperature).softmax(dim=1)).mean().item()
+        return soft_neighbourhood_density(p, temperature)
     raise ValueError(f"unknown criterion {criterion!r}")
+
+
+def soft_neighbourhood_density(p: torch.Tensor, temperature: float = 0.05, block: int = 2048) -> float:
+    """``snd`` above, in ``block x block`` pieces: memory grows with ``block``, not with N."""
+    z = torch.nn.functional.normalize(p, dim=1)
+    n, total = len(z), 0.0
+    for r in range(0, n, block):
+        rows = z[r : r + block]
+        peak = torch.full((len(rows),), float("-inf"))  # running max of x_ij over the columns seen
+        mass = torch.zeros(len(rows))  # sum_j exp(x_ij - peak)
+        moment = torch.zeros(len(rows))  # sum_j exp(x_ij - peak) * x_ij
+        for c in range(0, n, block):
+            x = rows @ z[c : c + block].T / temperature
+            if c < r + len(rows) and r < c + x.shape[1]:  # the block holds some of the diagonal: j != i
+                i = torch.arange(max(r, c), min(r + len(rows), c + x.shape[1]))
+                x[i - r, i - c] = float("-inf")
+            new_peak = torch.maximum(peak, x.max(dim=1).values)
+            shrink = torch.exp(peak - new_peak).nan_to_num(0.0)  # 0 where the old peak was -inf
+            e = torch.exp(x - new_peak[:, None]).nan_to_num(0.0)  # 0 for j == i, also when a row saw nothing else yet
+            mass = mass * shrink + e.sum(dim=1)
+            moment = moment * shrink + (e * x.nan_to_num(neginf=0.0)).sum(dim=1)
+            peak = new_peak
+        total += (peak + mass.log() - moment / mass).sum().item()
+    return total / n
 
 
 class CheckpointSelector:

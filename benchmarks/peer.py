@@ -61,8 +61,6 @@ def build(root: Path, seed: int):
     from aa_core.context import StageContext
     from aa_core.data.input_format import InputFormat
     from aa_core.data.loaders import Loaders
-    from aa_core.data.prepared import Prepared
-    from aa_core.data.target import Images
     from aa_core.data.views import Views
     from aa_core.pipeline import read_config
     from aa_core.run_folder import RunFolder
@@ -75,8 +73,8 @@ def build(root: Path, seed: int):
     ctx = StageContext(config, folder)
     fmt = InputFormat(config.data, config.model)
     plain = fmt.plain()
-    source = Views(Prepared(Images(ctx.source.paths), fmt.prepare()), [plain], labels=ctx.source.labels)
-    target = Views(Prepared(ctx.target.images(), fmt.prepare()), [plain])
+    source = Views(ctx.prepared(ctx.source.paths), [plain], labels=ctx.source.labels)
+    target = Views(ctx.prepared(ctx.target.paths), [plain])
     return ctx, source, target, Loaders(ctx.accelerator, seed)
 
 

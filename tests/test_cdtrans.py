@@ -47,7 +47,7 @@ def test_shot_labels_never_use_a_class_nothing_is_predicted_as():
 def test_pairs_go_both_ways_and_the_filter_keeps_agreeing_labels():
     g_s = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]]), dim=1)
     g_t = F.normalize(torch.tensor([[0.9, 0.1], [0.1, 0.9]]), dim=1)
-    target_of, source_of = nearest_both_ways(g_s, g_t, block=2)  # two blocks of source rows
+    target_of, source_of = nearest_both_ways(g_s, g_t, block_entries=4)  # two blocks of two source rows (x 2 targets)
     assert target_of.tolist() == [0, 1, 0] and source_of.tolist() == [0, 1]
     y_s, y_t = torch.tensor([0, 1, 1]), torch.tensor([0, 1])
     # target-side pairs (0,0), (1,1); source-side (0,0), (1,1), (2,0): source 2 is labelled 1, target 0 is 0

@@ -6,7 +6,7 @@ import torch
 from aa_core.api import TrainingContext, UDABatch
 from aa_core.config import ModelConfig
 from aa_core.models.classifier import build_classifier
-from aa_uda.mcd import MCD, SumOfClassifiers, discrepancy
+from aa_uda.mcd import MCD, SumOfClassifiers, discrepancy, entropy
 
 
 def test_discrepancy_is_the_mean_absolute_difference_of_the_softmaxes():
@@ -23,13 +23,14 @@ def test_the_predictor_sums_both_classifiers_probabilities():
     assert torch.allclose(SumOfClassifiers(c1, c2)(f).exp(), (p1 + p2) / 2)
 
 
-def make_mcd():
+def make_mcd(**options):
     from accelerate import Accelerator
 
     torch.manual_seed(0)
     classifier = build_classifier(ModelConfig(), num_classes=3, channels=1)
     context = TrainingContext(Accelerator(cpu=True), 3, total_steps=10, batch_size=4, pretrained_backbone=False, seed=0)
-    mcd = MCD(MCD.Options(), MCD.build_network(classifier, MCD.Options()), context)  # as the core builds it
+    o = MCD.Options(**options)
+    mcd = MCD(o, MCD.build_network(classifier, o), context)  # as the core builds it
     batch = UDABatch(torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 0]), torch.randn(4, 1, 8, 8))
     return mcd, classifier, batch
 
@@ -86,3 +87,43 @@ def test_step_c_reuses_step_b_target_features_as_if_computed_anew():
         mcd.minimise_discrepancy(batch, f_t if reuse else None)
         results.append([p.detach().clone() for p in classifier.parameters()])
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*results))
+
+
+def test_entropy_is_the_mean_prediction_entropy():
+    logits = torch.log(torch.tensor([[0.5, 0.5], [0.9, 0.1]]))
+    h = lambda *p: -sum(v * torch.log(torch.tensor(v)).item() for v in p)  # noqa: E731
+    assert entropy(logits).item() == pytest.approx((h(0.5, 0.5) + h(0.9, 0.1)) / 2, rel=1e-5)
+
+
+def test_step_a_adds_the_weighted_target_entropy_of_both_classifiers():
+    mcd, _, batch = make_mcd(dropout=0.0, entropy_weight=0.25)
+    with torch.no_grad():  # the same networks, in the same (training) mode, before the update
+        f_s, f_t = mcd.g(batch.x_s), mcd.g(batch.x_t)
+        expected = mcd.source_loss(f_s, batch.y_s) + 0.25 * (entropy(mcd.c1(f_t)) + entropy(mcd.c2(f_t)))
+    assert mcd.fit_source(batch).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_the_trade_off_scales_step_cs_move_of_the_extractor():
+    """tllib's SGD setting (no momentum for G): one step C moves G by lr * w * grad d, so w = 10 moves it ten times as far."""
+    moves = []
+    for w in (1.0, 10.0):
+        mcd, classifier, batch = make_mcd(dropout=0.0, optimizer="sgd", lr=0.01, weight_decay=0.0, trade_off=w)
+        before = [p.clone() for p in classifier.backbone.parameters()]
+        mcd.minimise_discrepancy(batch)
+        moves.append(torch.cat([(p - b).flatten() for p, b in zip(classifier.backbone.parameters(), before)]))
+    assert moves[0].abs().sum() > 0
+    assert torch.allclose(moves[1], 10 * moves[0], rtol=1e-3, atol=1e-6)  # p - before rounds at ~6e-7 for weights near 1
+
+
+def test_step_b_maximises_the_weighted_discrepancy():
+    """Step B's classifier loss is CE - w d: with w = 0 the classifiers only fit the source, and with a large w they
+    end further apart on the target than with w = 0 (the sign would bring them closer)."""
+    gaps = {}
+    for w in (0.0, 50.0):
+        mcd, _, batch = make_mcd(dropout=0.0, optimizer="sgd", lr=0.05, trade_off=w)
+        for _ in range(3):
+            mcd.maximise_discrepancy(batch)
+        with torch.no_grad():
+            f_t = mcd.g(batch.x_t)
+            gaps[w] = discrepancy(mcd.c1(f_t), mcd.c2(f_t)).item()
+    assert gaps[50.0] > gaps[0.0]

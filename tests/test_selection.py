@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import aa, read_json
 
-from aa_core.selection import CheckpointSelector, score
+from aa_core.selection import CheckpointSelector, score, soft_neighbourhood_density
 
 CONFIDENT = torch.tensor([[0.9, 0.1], [0.1, 0.9]])
 COLLAPSED = torch.tensor([[0.9, 0.1], [0.9, 0.1]])
@@ -29,6 +29,19 @@ def test_soft_neighbourhood_density_by_hand():
     q_far = [math.exp(0 / 0.05) / (math.exp(1 / 0.05) + 1), math.exp(1 / 0.05) / (math.exp(1 / 0.05) + 1)]
     expected = (h(*q_far) * 2 + h(0.5, 0.5)) / 3
     assert score(p, "snd") == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("block", [1, 2, 7, 53])
+def test_soft_neighbourhood_density_in_blocks_equals_the_whole_matrix(block):
+    """Rows and columns streamed in blocks (an exact running log-sum-exp) give the N x N formula's value."""
+    torch.manual_seed(0)
+    p = torch.randn(53, 5).mul(3).softmax(dim=1)
+    z = torch.nn.functional.normalize(p, dim=1)
+    s = z @ z.T
+    s.fill_diagonal_(float("-inf"))
+    q = (s / 0.05).softmax(dim=1)
+    whole = -(q * q.clamp_min(1e-30).log()).sum(dim=1).mean().item()
+    assert soft_neighbourhood_density(p, block=block) == pytest.approx(whole, rel=1e-5)
 
 
 def test_the_selector_keeps_and_restores_the_best_checkpoint():

@@ -48,7 +48,8 @@ class Loaders:
             drop_last=len(dataset) >= batch_size * self.accelerator.num_processes,
             num_workers=self.num_workers,
             generator=torch.Generator().manual_seed(self.seed),
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=self.num_workers > 0,  # the workers (and what they hold) live as long as the loader
+            pin_memory=self.accelerator.device.type == "cuda",
         )
         loader = self.accelerator.prepare_data_loader(loader)
         while True:
@@ -61,7 +62,8 @@ class Loaders:
 
     def once(self, dataset: Dataset, batch_size: int, *, indices: bool = False) -> Iterator:
         """The whole dataset once, in order, on this process's device (not sharded)."""
-        loader = DataLoader(Indexed(dataset) if indices else dataset, batch_size=batch_size, num_workers=self.num_workers)
+        pin = self.accelerator.device.type == "cuda"
+        loader = DataLoader(Indexed(dataset) if indices else dataset, batch_size=batch_size, num_workers=self.num_workers, pin_memory=pin)
         device = self.accelerator.device
         for batch in loader:
             yield [x.to(device) for x in batch] if isinstance(batch, (list, tuple)) else batch.to(device)

@@ -1,7 +1,7 @@
 """The target domain: the user's unlabelled images.
 
 Class subfolders, when present, give labels that are kept apart from the images: training and
-model selection only ever see ``TargetSet.images(...)``, which yields pixels and nothing else.
+model selection only ever see ``TargetSet.paths`` (read as pixels), never ``labels``.
 The labels are split once, by a fixed seed and per class, into a development part
 (``data.dev_fraction``) that tuning may read and a test part that only the report reads.
 """
@@ -12,28 +12,10 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from torch.utils.data import Dataset
-from torchvision.datasets.folder import default_loader
-
 from aa_core.data.builtin import BUILTIN_DATASETS, builtin_dataset
 from aa_core.data.image_folder import open_image_folder
 
 DEV_SPLIT_SEED = 2310_16573  # fixed: the same images are "dev" in every run and for every seed
-
-
-class Images(Dataset):
-    """Images from a list of paths, optionally transformed; no labels."""
-
-    def __init__(self, paths: list[str], transform=None):
-        self.paths = paths
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int):
-        image = default_loader(self.paths[index])
-        return self.transform(image) if self.transform else image
 
 
 @dataclass
@@ -51,9 +33,6 @@ class TargetSet:
     @property
     def test(self) -> list[int]:
         return [i for i in range(len(self.paths)) if i not in self.dev]
-
-    def images(self) -> Images:
-        return Images(self.paths)
 
 
 def dev_split(labels: list[int], fraction: float) -> frozenset[int]:

@@ -8,21 +8,23 @@ import torch
 from torch.utils.data import Dataset
 
 from aa_core.data.input_format import Plain
+from aa_core.data.prepared import keeps_plain
 
 
 class Views(Dataset):
     """Wrap a dataset of PIL images (or ``(image, label)`` pairs) into augmented views.
 
     Items are ``view`` for one view of an unlabelled image, else ``(view_1, ..., view_n[, label])``.
-    Plain views are deterministic and computed once per image: converting thousands of tiny
-    images on every step would cost more than training on them.
+    Plain views are deterministic: where they fit ``data.cache_mb`` (small images,
+    ``Prepared.keep_plain``) each is computed once and kept, since converting thousands of tiny
+    images on every step would cost more than training on them; otherwise at each access.
     """
 
     def __init__(self, base: Dataset, transforms: Sequence, labels: Sequence[int] | None = None):
         self.base = base
         self.transforms = list(transforms)
         self.labels = labels
-        self._plain: dict[tuple[int, int], torch.Tensor] = {}
+        self._plain: dict[tuple[int, int], torch.Tensor] | None = {} if keeps_plain(base) else None
 
     def __len__(self) -> int:
         return len(self.base)
@@ -33,16 +35,19 @@ class Views(Dataset):
         return all(isinstance(t, Plain) for t in self.transforms)
 
     def __getitem__(self, index: int):
-        item = self.base[index]
-        image = item[0] if isinstance(item, tuple) else item
-        views = tuple(self._view(k, t, index, image) for k, t in enumerate(self.transforms))
+        image = None  # read from the base only when a view needs it: kept plain views do not
+        views = []
+        for k, transform in enumerate(self.transforms):
+            kept = self._plain is not None and isinstance(transform, Plain)
+            if kept and (index, k) in self._plain:
+                views.append(self._plain[index, k])
+                continue
+            if image is None:
+                item = self.base[index]
+                image = item[0] if isinstance(item, tuple) else item
+            views.append(transform(image))
+            if kept:
+                self._plain[index, k] = views[-1]
         if self.labels is not None:
             return (*views, int(self.labels[index]))
-        return views[0] if len(views) == 1 else views
-
-    def _view(self, k: int, transform, index: int, image):
-        if not isinstance(transform, Plain):
-            return transform(image)
-        if (index, k) not in self._plain:
-            self._plain[index, k] = transform(image)
-        return self._plain[index, k]
+        return views[0] if len(views) == 1 else tuple(views)

@@ -11,10 +11,7 @@ import json
 
 from aa_core.context import StageContext
 from aa_core.contracts import UDAData
-from aa_core.data.input_format import InputFormat
 from aa_core.data.loaders import Loaders
-from aa_core.data.prepared import Prepared
-from aa_core.data.target import Images
 from aa_core.data.views import Views
 from aa_core.fingerprints import source_only_fingerprint
 from aa_core.run_folder import write_atomic
@@ -27,12 +24,12 @@ from aa_core.training.weights import load_weights, save_weights
 
 def run(ctx: StageContext) -> None:
     config, folder, accelerator = ctx.config, ctx.folder, ctx.accelerator
-    fmt = InputFormat(config.data, config.model)
+    fmt = ctx.input_format
     source = ctx.source
     view = fmt.view(config.data.adapt_view)
-    target = Prepared(ctx.target.images(), fmt.prepare())  # decoded once, for training and selection
+    target = ctx.prepared(ctx.target.paths)  # one Prepared for training and selection
     data = UDAData(
-        source=Views(Prepared(Images(source.paths), fmt.prepare()), [view], labels=source.labels),
+        source=Views(ctx.prepared(source.paths), [view], labels=source.labels),
         target=Views(target, [view]),
         loaders=Loaders(accelerator, config.seed, config.data.num_workers),
     )
@@ -75,6 +72,7 @@ def selection(ctx: StageContext, algorithm, target_views):
 
     def checkpoint(step: int) -> None:
         predictor = algorithm.predictor()
-        selector.offer(step, predict_probabilities(predictor, target_views, ctx.accelerator), ctx.accelerator.unwrap_model(predictor))
+        probabilities = predict_probabilities(predictor, target_views, ctx.accelerator, num_workers=ctx.config.data.num_workers)
+        selector.offer(step, probabilities, ctx.accelerator.unwrap_model(predictor))
 
     return selector, checkpoint

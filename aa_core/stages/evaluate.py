@@ -14,8 +14,6 @@ import json
 import torch
 
 from aa_core.context import StageContext
-from aa_core.data.input_format import InputFormat
-from aa_core.data.prepared import Prepared
 from aa_core.data.views import Views
 from aa_core.run_folder import write_atomic
 from aa_core.trained import TRAINED, final_stage, trained_model
@@ -47,13 +45,12 @@ def split_report(ctx: StageContext) -> dict:
 def run(ctx: StageContext) -> None:
     accelerator = ctx.accelerator
     target = ctx.target
-    fmt = InputFormat(ctx.config.data, ctx.config.model)
-    images = Views(Prepared(target.images(), fmt.prepare()), [fmt.plain()])
+    images = Views(ctx.prepared(target.paths), [ctx.input_format.plain()])
     test, dev = {}, {}
     probabilities = None
     for name in TRAINED[: TRAINED.index(final_stage(ctx)) + 1]:  # the final model last
         model = accelerator.prepare_model(trained_model(ctx, name), evaluation_mode=True)
-        probabilities = predict_probabilities(model, images, accelerator)
+        probabilities = predict_probabilities(model, images, accelerator, num_workers=ctx.config.data.num_workers)
         if target.labels is not None:
             predicted = probabilities.argmax(dim=1)
             if target.test:

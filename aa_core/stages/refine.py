@@ -18,9 +18,7 @@ from torch.utils.data import Subset
 from aa_core.confident_split import ConfidentSplit, Split
 from aa_core.context import StageContext
 from aa_core.contracts import SSLBatch
-from aa_core.data.input_format import InputFormat
 from aa_core.data.loaders import Loaders
-from aa_core.data.prepared import Prepared
 from aa_core.data.views import Views
 from aa_core.errors import AAError
 from aa_core.models.memory_format import channels_last
@@ -44,9 +42,9 @@ def ssl_batches(labelled, unlabelled):
 
 def split_target(ctx: StageContext, predictor, images) -> tuple[Split, dict]:
     """The confident split, and its label-free statistics (how far to trust it)."""
-    r, fmt, accelerator = ctx.config.refine, InputFormat(ctx.config.data, ctx.config.model), ctx.accelerator
-    plain = predict_probabilities(predictor, Views(images, [fmt.plain()]), accelerator)
-    views = [predict_probabilities(predictor, Views(images, [fmt.weak()]), accelerator) for _ in range(r.views)]
+    r, fmt, accelerator, workers = ctx.config.refine, ctx.input_format, ctx.accelerator, ctx.config.data.num_workers
+    plain = predict_probabilities(predictor, Views(images, [fmt.plain()]), accelerator, num_workers=workers)
+    views = [predict_probabilities(predictor, Views(images, [fmt.weak()]), accelerator, num_workers=workers) for _ in range(r.views)]
     split = ConfidentSplit(r.strategy, r.confident_fraction, r.threshold, r.top_k, r.min_per_class)(plain, views)
     agree = torch.ones(len(plain), dtype=torch.bool)
     for view in views:
@@ -65,10 +63,10 @@ def split_target(ctx: StageContext, predictor, images) -> tuple[Split, dict]:
 
 def run(ctx: StageContext) -> None:
     config, folder, accelerator = ctx.config, ctx.folder, ctx.accelerator
-    fmt = InputFormat(config.data, config.model)
+    fmt = ctx.input_format
     target = ctx.target
     adapted = accelerator.prepare_model(trained_model(ctx, "adapt"), evaluation_mode=True)
-    images = Prepared(target.images(), fmt.prepare())
+    images = ctx.prepared(target.paths)
     split, stats = split_target(ctx, adapted, images)
     if not stats["reliable"] and ctx.is_main:
         logger.warning(

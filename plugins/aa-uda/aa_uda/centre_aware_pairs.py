@@ -19,8 +19,8 @@ image its most similar target image:
     \\mathcal P = \\{(\\arg\\max_s S_{st},\\ t)\\}_t \\ \\cup\\ \\{(s,\\ \\arg\\max_t S_{st})\\}_s
 
 and the label-consistency filter keeps a pair only when the source label equals the target's
-pseudo-label. :math:`S` is computed in blocks of source rows, so memory grows with the target
-set, not with the product of both.
+pseudo-label. :math:`S` is computed in blocks of source rows sized so that a block holds a
+bounded number of similarities, whatever the sizes of the two sets.
 """
 
 from __future__ import annotations
@@ -47,8 +47,13 @@ def _nearest_centre(f: torch.Tensor, weights: torch.Tensor, present: torch.Tenso
     return similarity.argmax(dim=0)
 
 
-def nearest_both_ways(g_s: torch.Tensor, g_t: torch.Tensor, block: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    """For L2-normalised rows: each source row's most similar target, each target row's most similar source."""
+def nearest_both_ways(g_s: torch.Tensor, g_t: torch.Tensor, block_entries: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor]:
+    """For L2-normalised rows: each source row's most similar target, each target row's most similar source.
+
+    ``S`` is computed a block of source rows at a time, ``block_entries`` similarities at most
+    (64 MB in float32), whatever the sizes of the two sets.
+    """
+    block = max(1, block_entries // max(len(g_t), 1))
     target_of = torch.empty(len(g_s), dtype=torch.long, device=g_s.device)
     best = torch.full((len(g_t),), -float("inf"), device=g_s.device)
     source_of = torch.zeros(len(g_t), dtype=torch.long, device=g_s.device)

@@ -35,7 +35,10 @@ def attend(attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g
     """The rest of timm's ``Attention.forward``: scaled dot-product attention, norm, gate, projection."""
     x = F.scaled_dot_product_attention(q, k, v, dropout_p=attn.attn_drop.p if attn.training else 0.0)
     b, _, n, _ = q.shape
-    x = attn.norm(x.transpose(1, 2).reshape(b, n, attn.attn_dim))
+    x = x.transpose(1, 2).reshape(b, n, attn.proj.in_features)  # the heads side by side (timm 1.0.3 has no attn_dim)
+    norm = getattr(attn, "norm", None)  # timm's scale_norm, from 1.0.10 on
+    if norm is not None:
+        x = norm(x)
     if getattr(attn, "gate", None) is not None:
         x = x * attn.gate(gate_from).sigmoid()
     return attn.proj_drop(attn.proj(x))
