@@ -15,10 +15,14 @@ from __future__ import annotations
 
 from functools import partial
 
-from timm.layers import HybridEmbed
 from timm.models import register_model
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
+
+try:
+    from timm.layers import HybridEmbed
+except ImportError:  # timm before 1.0.9 kept it with its hybrid models
+    from timm.models.vision_transformer_hybrid import HybridEmbed
 
 
 def conv_stem(in_chans: int, width: int = 32) -> nn.Sequential:
