@@ -44,14 +44,17 @@ def aa_pass(folder: Path, view: str, workers: int, batch: int, cache_mb: int) ->
 
 
 def bare_pass(folder: Path, view: str, workers: int, batch: int) -> float:
-    from timm.data.auto_augment import rand_augment_transform
+    from timm.data.auto_augment import RandAugment, rand_augment_ops
     from timm.data.random_erasing import RandomErasing
     from torchvision import transforms as T
     from torchvision.datasets import ImageFolder
 
     scale = [T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)]
     weak = [T.RandomHorizontalFlip(), T.RandomAffine(0, translate=(0.125, 0.125), fill=255)]
-    strong = [rand_augment_transform("rand-n2-m10-mstd100", {"translate_pct": 0.3, "img_mean": (255, 255, 255)})]
+    names = ["AutoContrast", "Brightness", "Color", "Contrast", "Equalize", "PosterizeOriginal", "Rotate", "Sharpness", "ShearX",
+             "ShearY", "Solarize", "TranslateXRel", "TranslateYRel"]  # FixMatch's, at magnitudes drawn uniformly  # fmt: skip
+    hparams = {"translate_pct": 0.3, "img_mean": (255, 255, 255), "magnitude_std": float("inf")}
+    strong = [RandAugment(rand_augment_ops(magnitude=10, prob=1.0, hparams=hparams, transforms=names), num_layers=2)]
     cutout = [RandomErasing(probability=1.0, min_area=0.02, max_area=0.25, min_aspect=1.0, max_aspect=1.0, mode="const", device="cpu")]
     transform = {"plain": scale, "weak": weak + scale, "strong": weak + strong + scale + cutout}[view]
     started = time.perf_counter()
