@@ -19,6 +19,7 @@ from aa_core.run_folder import RunFolder
 class StageContext:
     config: Config
     folder: RunFolder
+    fingerprint: str = ""  # the running stage's (set by the pipeline): a training checkpoint resumes only the same inputs
 
     @property
     def categories(self) -> list[str]:
@@ -59,6 +60,7 @@ class StageContext:
         from aa_core.contracts import TrainingContext
 
         c = self.config
+        self.accelerator.free_memory()  # accelerate's registries start empty: a checkpoint holds this training's models alone
         return TrainingContext(
             accelerator=self.accelerator,
             num_classes=len(self.categories),

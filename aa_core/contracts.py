@@ -248,6 +248,18 @@ class TrainingAlgorithm(Implementation, ABC):
         its architecture (an ``EMA``'s copy of it)."""
         return self.classifier
 
+    def extra_state(self) -> dict:
+        """What a training checkpoint must hold beyond what the core saves by itself.
+
+        The core saves the models and optimizers passed to ``accelerator.prepare``, the random
+        states, and each ``Update``'s schedule, ``EMA`` and ``torch.Generator`` held as an attribute. Return anything
+        else a resumed run needs to continue exactly (tensors, numbers, strings, lists, dicts).
+        """
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        """Take back what ``extra_state`` returned, before training resumes."""
+
 
 @dataclass
 class UDABatch:
@@ -276,6 +288,18 @@ class UDAAlgorithm(TrainingAlgorithm):
         target = data.loaders(data.target, self.context.batch_size)
         for (x_s, y_s), x_t in zip(source, target):
             yield UDABatch(x_s, y_s, x_t)
+
+    def resume_batches(self, data: UDAData, done: int) -> Iterator[UDABatch]:
+        """``batches(data)`` from step ``done`` on, for a run resumed from a checkpoint.
+
+        The default draws the first ``done`` batches and drops them, which leaves every loader
+        where an uninterrupted run has it. Override it when the batches depend on the model
+        (CDTrans' pairs): the replay runs before the checkpoint's weights are loaded.
+        """
+        batches = self.batches(data)
+        for _ in range(done):
+            next(batches)
+        return batches
 
     @abstractmethod
     def train_step(self, batch: UDABatch, step: int) -> dict[str, float]:

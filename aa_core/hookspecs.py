@@ -40,5 +40,11 @@ def aa_log(stage, step, scalars):
 
 
 @hookspec
+def aa_checkpoint(stage, step, path):
+    """Training part ``stage`` ("source_only", "adapt", "refine") saved its state after ``step``
+    steps in the folder ``path``; a run killed from now on resumes there."""
+
+
+@hookspec
 def aa_run_end(run_dir, metrics):
     """A run finished; ``metrics`` is the dict written to ``metrics.json``."""

@@ -170,6 +170,7 @@ def run(config: Config, root: str | Path, only: list[str] | None = None, until: 
             hook.aa_stage_start(stage=stage, run_dir=folder.root)
         started = time.perf_counter()
         set_seed(config.seed)
+        ctx.fingerprint = fps[stage]
         STAGES[stage].run(ctx)
         accelerator.wait_for_everyone()
         seconds = time.perf_counter() - started

@@ -60,6 +60,7 @@ class RunFolder:
         self.metrics = self.root / "metrics.json"
         self.log = self.root / "train_log.jsonl"
         self.unreadable = self.root / "unreadable.txt"
+        self.checkpoints = self.root / "checkpoints"  # training states of the stage in progress (aa_core.training.checkpoint)
         self._state = self.root / "stages.json"
 
     def weights(self, name: str) -> Path:

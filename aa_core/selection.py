@@ -87,5 +87,12 @@ class CheckpointSelector:
         if self._best_state is not None:
             model.load_state_dict(self._best_state)
 
+    def state_dict(self) -> dict:
+        """Everything the selector holds (a training checkpoint saves it)."""
+        return {"values": self.values, "best_step": self.best_step, "best_state": self._best_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.values, self.best_step, self._best_state = state["values"], state["best_step"], state["best_state"]
+
     def record(self) -> dict:
         return {"criterion": self.criterion, "chosen_step": self.best_step, "values": self.values}

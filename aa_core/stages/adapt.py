@@ -17,7 +17,7 @@ from aa_core.fingerprints import source_only_fingerprint
 from aa_core.run_folder import write_atomic
 from aa_core.selection import CheckpointSelector
 from aa_core.source_only import SourceOnly
-from aa_core.training.loop import run_steps
+from aa_core.training.loop import skip, train_part
 from aa_core.training.predict import predict_probabilities
 from aa_core.training.weights import load_weights, save_weights
 
@@ -40,28 +40,30 @@ def run(ctx: StageContext) -> None:
         load_weights(classifier, folder.weights("source_only"))
     else:
         baseline = SourceOnly(config.source_only, classifier, ctx.training_context(config.source_only.steps))
-        run_steps(baseline.train_step, baseline.batches(data), config.source_only.steps, accelerator, "source only", folder.log)
+        batches = lambda done: skip(baseline.batches(data), done)  # noqa: E731
+        checkpoints = train_part(ctx, "source_only", source_fp, baseline, batches, config.source_only.steps, "source only")
         classifier = accelerator.unwrap_model(baseline.classifier)
         save_weights(classifier, folder.weights("source_only"), accelerator)
         if ctx.is_main:
             folder.complete("source_only", source_fp, 0.0)
+        checkpoints.remove()
 
     if not ctx.active("uda"):
         save_weights(classifier, folder.weights("adapt"), accelerator)
         return
     cls, options = ctx.implementation("uda")
-    steps = config.train.steps
-    algorithm = cls(options, cls.build_network(classifier, options), ctx.training_context(steps))
-    selector, checkpoint = selection(ctx, algorithm, Views(target, [fmt.plain()]))
-    run_steps(
-        algorithm.train_step, algorithm.batches(data), steps, accelerator, config.uda.name, folder.log,
-        checkpoint_every=config.train.select_every, on_checkpoint=checkpoint,
-    )  # fmt: skip
+    algorithm = cls(options, cls.build_network(classifier, options), ctx.training_context(config.train.steps))
+    selector, on_select = selection(ctx, algorithm, Views(target, [fmt.plain()]))
+    batches = lambda done: algorithm.resume_batches(data, done)  # noqa: E731  (resume_batches(data, 0) is batches(data))
+    checkpoints = train_part(
+        ctx, "adapt", ctx.fingerprint, algorithm, batches, config.train.steps, config.uda.name, selector=selector, on_select=on_select
+    )
     if selector:
         selector.restore(accelerator.unwrap_model(algorithm.predictor()))
         if ctx.is_main:
             write_atomic(folder.selection, json.dumps(selector.record(), indent=2))
     save_weights(algorithm.predictor(), folder.weights("adapt"), accelerator)
+    checkpoints.remove()
 
 
 def selection(ctx: StageContext, algorithm, target_views):

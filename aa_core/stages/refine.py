@@ -24,7 +24,7 @@ from aa_core.errors import AAError
 from aa_core.models.memory_format import channels_last
 from aa_core.run_folder import write_atomic
 from aa_core.trained import trained_model
-from aa_core.training.loop import run_steps
+from aa_core.training.loop import skip, train_part
 from aa_core.training.predict import predict_probabilities
 from aa_core.training.weights import save_weights
 
@@ -94,9 +94,14 @@ def run(ctx: StageContext) -> None:
         labels=split.pseudo_labels.tolist(),
     )
     unlabelled = Views(Subset(images, unlabelled_set.tolist()), [fmt.view(v) for v in feed.unlabelled_views])
-    batches = ssl_batches(loaders(labelled, feed.labelled_batch_size), loaders(unlabelled, feed.unlabelled_batch_size))
-    run_steps(algorithm.train_step, batches, steps, accelerator, config.ssl.name, folder.log)
+
+    def batches(done: int):
+        drawn = ssl_batches(loaders(labelled, feed.labelled_batch_size), loaders(unlabelled, feed.unlabelled_batch_size))
+        return skip(drawn, done)
+
+    checkpoints = train_part(ctx, "refine", ctx.fingerprint, algorithm, batches, steps, config.ssl.name)
     save_weights(algorithm.predictor(), folder.weights("refine"), accelerator)
+    checkpoints.remove()
 
 
 def write_split(ctx: StageContext, names: list[str], split: Split) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 import torch
 import torch.nn.functional as F
@@ -99,16 +100,31 @@ class CDTrans(UDAAlgorithm):
         scheduler = lambda_lr(optimizer, context.total_steps, lambda p: warmup_cosine(p, options.warmup))
         self.update = Update(optimizer, context.accelerator, scheduler, max_grad_norm=options.max_grad_norm)
         self.pairs = 0
+        self.labelled: tuple[torch.Tensor, torch.Tensor] | None = None  # the pseudo-labels and pairs in use
 
     def batches(self, data: UDAData) -> Iterator[PairBatch]:
         """Batches of pairs, the pairs rebuilt ``refreshes`` times over training."""
+        return self.resume_batches(data, 0)
+
+    def resume_batches(self, data: UDAData, done: int) -> Iterator[PairBatch]:
+        """From step ``done`` on: within a refresh, the checkpoint's pairs (the model that made them is gone)."""
         per_refresh = math.ceil(max(self.context.total_steps, 1) / self.options.refreshes)
+        into = done % per_refresh
         while True:
-            pseudo, pairs = self.label_and_pair(data)
+            if into == 0 or self.labelled is None:
+                self.labelled = self.label_and_pair(data)
+            pseudo, pairs = self.labelled
             self.pairs = len(pairs)
             loader = data.loaders(Pairs(data.source, data.target, pairs, pseudo), self.context.batch_size)
-            for _, (x_s, y_s, x_t, y_t) in zip(range(per_refresh), loader):
+            for _, (x_s, y_s, x_t, y_t) in zip(range(per_refresh - into), islice(loader, into, None)):
                 yield PairBatch(x_s, y_s, x_t, y_t)
+            into = 0
+
+    def extra_state(self) -> dict:
+        return {"labelled": list(self.labelled) if self.labelled is not None else None}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.labelled = tuple(state["labelled"]) if state["labelled"] is not None else None
 
     @torch.no_grad()
     def label_and_pair(self, data: UDAData) -> tuple[torch.Tensor, torch.Tensor]:
