@@ -90,8 +90,16 @@ def user_errors():
         typer.secho(f"error: {exc}", err=True, fg="red")
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        typer.secho("interrupted: rerun the same command to resume from the last completed stage", err=True)
+        typer.secho("interrupted: rerun the same command to resume where it stopped", err=True)
         raise typer.Exit(130) from None
+    except Exception as exc:
+        from aa_core.errors import out_of_space
+
+        if not out_of_space(exc):
+            raise
+        message = "error: no space left to write the run folder; free some space and rerun the same command to resume"
+        typer.secho(message, err=True, fg="red")
+        raise typer.Exit(1) from None
 
 
 class StageReporter:
