@@ -101,7 +101,14 @@ class GeneratorContext:
 
 
 class ImageGenerator(Implementation, ABC):
-    """Renders one image per prompt. Called in batches, one share of the prompts per process."""
+    """Renders one image per prompt. Called in batches, one share of the prompts per process.
+
+    ``speed_options`` names the options that change memory or speed but never the pixels
+    (attention slicing, VAE tiling, CPU offload, compilation): they are left out of each image's
+    key, so turning one on keeps every image already made. Every other option is in the key.
+    """
+
+    speed_options: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, options: BaseModel, context: GeneratorContext):
         self.options = options

@@ -26,12 +26,37 @@ def filters_fingerprint(ctx: StageContext) -> str:
     return fingerprint(chosen) if chosen else ""
 
 
+def release(version: str) -> str:
+    """``major.minor`` of a version: a patch release must not change what a plugin makes."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        parsed = Version(version)
+    except InvalidVersion:
+        return version
+    return f"{parsed.major}.{parsed.minor}"
+
+
+def image_maker(ctx: StageContext) -> dict:
+    """What makes a synthetic image's pixels, part of its file name: the generator and its release,
+    ``generator.model`` and its options but the memory and speed switches it declares
+    (``speed_options``: slicing, tiling, offload, compile). Turning one of those on after running
+    out of memory, or a patch upgrade, keeps every image made so far."""
+    cls, options = ctx.implementation("generator")
+    impl = ctx.version("generator")
+    if "version" in impl:
+        impl["version"] = release(impl["version"])
+    pixels = {k: v for k, v in options.model_dump(mode="json").items() if k not in cls.speed_options}
+    return {**impl, "model": ctx.config.generator.model, "options": pixels}
+
+
 def generate_inputs(ctx: StageContext) -> dict:
     prompts = ctx.folder.prompts
     return {
         "seed": ctx.config.seed,
-        "generator": ctx.config.generator.model_dump(),
-        "impl": ctx.version("generator"),
+        # what changes the images or how many there are; not the batch size nor the speed switches
+        "generator": ctx.config.generator.model_dump(include={"images_per_class", "retries"}),
+        "maker": image_maker(ctx),
         "filters": filters_fingerprint(ctx),
         # the prompts as written, hand edits included (empty until the prompts stage has run)
         "prompts": fingerprint(prompts.read_text()) if prompts.exists() else "",

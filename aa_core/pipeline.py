@@ -27,6 +27,7 @@ from aa_core.context import StageContext
 from aa_core.errors import AAError
 from aa_core.fingerprints import fingerprints
 from aa_core.kinds import KINDS, chosen
+from aa_core.lock import writer_lock
 from aa_core.needs import check_backbones, fill_defaults
 from aa_core.plugins import plugin_manager
 from aa_core.run_folder import RunFolder, write_atomic
@@ -135,8 +136,6 @@ def run(config: Config, root: str | Path, only: list[str] | None = None, until: 
     Each stage starts from the run's seed, so its random draws do not depend on which stages ran
     before it in this process (a resumed run draws what an uninterrupted one drew).
     """
-    from accelerate.utils import set_seed
-
     ctx = context(config, root)
     config, folder = ctx.config, ctx.folder
     stages = active_stages(config)
@@ -146,6 +145,15 @@ def run(config: Config, root: str | Path, only: list[str] | None = None, until: 
         why = "with a real --source" if inactive[0] in ("prompts", "generate") else "with --ssl none"
         raise AAError(f"stage {inactive[0]} does not run {why}; change the config or pick another stage")
     folder.create()
+    with writer_lock(folder.root, take=ctx.is_main):
+        return run_stages(ctx, stages, fps, only, until)
+
+
+def run_stages(ctx: StageContext, stages: list[str], fps: dict[str, str], only: list[str] | None, until: str | None) -> dict:
+    """``run`` once the folder is this process's to write."""
+    from accelerate.utils import set_seed
+
+    config, folder = ctx.config, ctx.folder
     preflight(ctx)
     wanted = [s for s in fps if only is None or s in only]
     if until:

@@ -21,10 +21,12 @@ from pathlib import Path
 from aa_core.config import Config, load_config, parse_set
 from aa_core.data.image_folder import is_image
 from aa_core.errors import AAError
+from aa_core.lock import writer_lock
 from aa_core.run_folder import OUTPUTS, RunFolder, write_atomic
 
 __all__ = [
     "AAError", "OUTPUTS", "Run", "RunFolder", "execute", "is_image", "load_config", "own_backbone_source", "parse_set", "write_atomic",
+    "writer_lock",
 ]  # fmt: skip
 
 OWN_BACKBONES = {"aa_small_cnn": "aa_core.models.small_cnn", "aa_vit_tiny": "aa_core.models.tiny_vit"}

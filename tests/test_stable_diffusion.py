@@ -152,3 +152,44 @@ def test_a_missing_clip_model_is_one_line(tmp_path, tiny_config):
     proc = aa("run", "--config", tiny_config, "--out", tmp_path / "run", "--until", "generate", "--set", "filters.clip.model=/no/clip")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: cannot load the CLIP model '/no/clip' of filters.clip: ")
+
+
+def test_an_image_key_holds_what_changes_pixels_and_not_the_speed_switches_or_the_patch_release(tmp_path):
+    from aa_core.config import load_config
+    from aa_core.context import StageContext
+    from aa_core.fingerprints import image_maker, release
+    from aa_core.run_folder import RunFolder
+    from aa_diffusers.stable_diffusion import StableDiffusionGenerator, StableDiffusionOptions
+
+    def key(*sets):
+        config = load_config(sets=["generator.name=stable-diffusion", "generator.model=some/pipe", *sets])
+        return image_maker(StageContext(config, RunFolder(tmp_path)))
+
+    base = key()
+    assert release("0.4.2") == release("0.4.7") == "0.4" and release("1.0.0rc1") == "1.0"
+    assert base["version"].count(".") == 1  # the installed release, less its patch number
+    switches = StableDiffusionGenerator.speed_options
+    assert switches == {"attention_slicing", "vae_slicing", "vae_tiling", "cpu_offload", "compile"}
+    for switch in sorted(switches):
+        assert key(f"generator.{switch}=true") == base, switch
+    assert key("generator.batch_size=3") == base
+    changed = {"revision": "main", "variant": "fp16", "dtype": "float16", "scheduler": "EulerDiscreteScheduler", "steps": 7,
+               "guidance_scale": 2.0, "negative_prompt": "blur", "height": 64, "width": 96, "safety_checker": False}  # fmt: skip
+    assert set(changed) | switches == set(StableDiffusionOptions.model_fields)  # every option is one or the other
+    for option, value in changed.items():
+        assert key(f"generator.{option}={value}") != base, option
+    assert key("generator.model=other/pipe") != base
+
+
+def test_turning_on_every_speed_switch_keeps_every_image(tmp_path, tiny_config, stable_diffusion):
+    out = tmp_path / "run"
+    model = ["--set", f"generator.model={stable_diffusion}"]
+    aa("run", "--config", tiny_config, "--out", out, "--until", "generate", *SD, *model, check=0)
+    before = {p: p.stat().st_mtime_ns for p in (out / "source").rglob("*.png")}
+    switches = [f"generator.{s}=true" for s in ("attention_slicing", "vae_slicing", "vae_tiling", "cpu_offload", "compile")]
+    more = ["--set", "generator.images_per_class=7", "--set", "generator.batch_size=3"]  # a rerun that makes one more each
+    proc = aa("run", "--config", tiny_config, "--out", out, "--until", "generate", *SD, *model, *more,
+              *[x for s in switches for x in ("--set", s)], check=0)  # fmt: skip
+    after = {p: p.stat().st_mtime_ns for p in (out / "source").rglob("*.png")}
+    assert len(after) == len(before) + 10, proc.stderr[-2000:]
+    assert {p: after[p] for p in before} == before  # every earlier image is still there, untouched

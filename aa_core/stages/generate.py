@@ -34,7 +34,7 @@ from aa_core.data.prompts import read_prompts
 from aa_core.data.synthetic import plan
 from aa_core.data.synthetic_source import SyntheticSource, Verdict, Work
 from aa_core.errors import AAError
-from aa_core.fingerprints import filters_fingerprint
+from aa_core.fingerprints import filters_fingerprint, image_maker
 from aa_core.run_folder import write_atomic
 from aa_core.training.progress import progress_bar
 
@@ -44,10 +44,8 @@ logger = logging.getLogger("aa")
 def synthetic_source(ctx: StageContext) -> SyntheticSource:
     """The source's files, against the plan: the prompts cycled over ``images_per_class`` slots per category."""
     config = ctx.config.generator
-    _cls, options = ctx.implementation("generator")
-    maker = {**ctx.version("generator"), "model": config.model, "options": options.model_dump(mode="json")}
     slots = plan(read_prompts(ctx.folder.prompts), config.images_per_class, ctx.config.seed)
-    return SyntheticSource(ctx.folder.source, ctx.folder.dropped, slots, maker, filters_fingerprint(ctx))
+    return SyntheticSource(ctx.folder.source, ctx.folder.dropped, slots, image_maker(ctx), filters_fingerprint(ctx))
 
 
 def run(ctx: StageContext) -> None:

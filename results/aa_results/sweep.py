@@ -38,7 +38,7 @@ from queue import Queue
 
 import yaml
 
-from aa_core.runs import OUTPUTS, AAError, Run, RunFolder, load_config, parse_set, write_atomic
+from aa_core.runs import OUTPUTS, AAError, Run, RunFolder, load_config, parse_set, write_atomic, writer_lock
 
 logger = logging.getLogger("aa")
 
@@ -215,6 +215,11 @@ def run_sweep(sweep: Sweep, devices: list[str] | None, say=print) -> dict[str, s
     """Run every member, phase by phase, sharing stages; return the status of each member."""
     members = sweep.members()
     sweep.root.mkdir(parents=True, exist_ok=True)
+    with writer_lock(sweep.root):  # one sweep at a time under a root: they share sweep.json and donors
+        return sweep_phases(sweep, members, devices, say)
+
+
+def sweep_phases(sweep: Sweep, members: list[Member], devices: list[str] | None, say) -> dict[str, str]:
     sweep.save()
     failed: set[str] = set()
     for until, key in phases(sweep):

@@ -60,6 +60,7 @@ class StableDiffusionGenerator(ImageGenerator):
     """Images from a diffusers text-to-image pipeline, one seeded ``torch.Generator`` per image."""
 
     Options = StableDiffusionOptions
+    speed_options = frozenset({"attention_slicing", "vae_slicing", "vae_tiling", "cpu_offload", "compile"})
 
     def __init__(self, options: StableDiffusionOptions, context: GeneratorContext):
         super().__init__(options, context)
