@@ -69,12 +69,16 @@ def run_to_end(kind: str, out: Path, config: Path, limit_bytes: int | None = Non
 
 def run_and_kill(kind: str, out: Path, config: Path, stage: str, delay: float) -> tuple[bool, str]:
     """Start the command; SIGKILL it ``delay`` s after ``[stage] running``. (killed, the stage it was in)."""
-    proc = subprocess.Popen(command(kind, out, config), stderr=subprocess.PIPE, text=True, env=environment())
+    proc = subprocess.Popen(command(kind, out, config), stderr=subprocess.PIPE, text=True, env=environment(), start_new_session=True)
     state = {"stage": "start", "timer": None}
 
     def kill():
         if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)  # the command and every process it started (a sweep's members)
+
+    if stage == "any":  # a sweep prints no stage lines: a moment anywhere in it
+        state["stage"], state["timer"] = "sweep", threading.Timer(delay, kill)
+        state["timer"].start()
 
     for line in proc.stderr:
         if line.startswith("[") and "] running" in line:
@@ -161,13 +165,14 @@ def main() -> None:
     config.write_text(yaml.safe_dump(CONFIG))
     rng = random.Random(args.seed)
     try:
-        references, seconds = {}, {}
+        references, seconds, walls = {}, {}, {}
         for kind in ("run", "sweep"):
             started = time.perf_counter()
             done = run_to_end(kind, work / f"reference-{kind}", config)
             assert done.returncode == 0, done.stderr[-2000:]
             references[kind] = summary(work / f"reference-{kind}")
             seconds[kind] = stage_seconds(work / f"reference-{kind}")
+            walls[kind] = time.perf_counter() - started
             print(f"uninterrupted {kind}: {time.perf_counter() - started:.1f} s, stages {seconds[kind]}", flush=True)
 
         print("\n| # | command | stage | delay s | killed in | resumed identical | orphans | undecodable |")
@@ -177,8 +182,9 @@ def main() -> None:
         while kills < args.kills:
             trial += 1
             kind = "sweep" if args.sweep_every and kills % args.sweep_every == args.sweep_every - 1 else "run"
-            stage = rng.choice(STAGES)
-            delay = round(rng.uniform(0, max(seconds[kind].get(stage, 0.0), 0.05)), 3)
+            stage = rng.choice(STAGES) if kind == "run" else "any"
+            length = walls[kind] if kind == "sweep" else seconds[kind].get(stage, 0.0)
+            delay = round(rng.uniform(0, max(length, 0.05)), 3)
             out = work / f"trial-{trial}"
             killed, at = run_and_kill(kind, out, config, stage, delay)
             if not killed:  # it finished before the moment came: draw again

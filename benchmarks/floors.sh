@@ -14,4 +14,5 @@ python -m pip install --quiet --no-deps --target "$site" timm==1.0.3 accelerate=
 PYTHONPATH="$site" python -c "import timm, accelerate, pydantic, pluggy; print('floors:', 'timm', timm.__version__, 'accelerate', accelerate.__version__, 'pydantic', pydantic.__version__, 'pluggy', pluggy.__version__)"
 PYTHONPATH="$site" python -m pytest -q -p no:cacheprovider -k "not local_checkpoint" \
   tests/test_cdtrans.py tests/test_api.py tests/test_dann.py tests/test_mcd.py tests/test_symnets.py tests/test_fixmatch.py \
-  tests/test_mixmatch.py tests/test_selection.py tests/test_views.py tests/test_confident_split.py tests/test_mixed_precision.py
+  tests/test_mixmatch.py tests/test_selection.py tests/test_views.py tests/test_confident_split.py tests/test_mixed_precision.py \
+  tests/test_resume.py

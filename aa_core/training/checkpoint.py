@@ -4,7 +4,7 @@ A checkpoint is the folder ``checkpoints/<part>/step-<n>/`` of the run folder, `
 ``source_only``, ``adapt``, ``refine``. It holds
 
 * accelerate's ``save_state``: the models and optimizers the algorithm prepared, the gradient
-  scaler, and every process's random states (Python, NumPy, torch, CUDA);
+  scaler; and every process's random states (Python, NumPy, torch, CUDA), ``random-<i>.pt``;
 * ``training.pt``: what the algorithm holds beyond them, found among its attributes (the learning
   rate schedule of each ``Update``, each ``EMA``, each ``torch.Generator``) or declared by it
   (``extra_state``: CDTrans' pairs), the checkpoint selector's scores and best weights, and how long ``train_log.jsonl`` was;
@@ -25,11 +25,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from aa_core.plugins import plugin_manager
@@ -38,6 +40,33 @@ from aa_core.training.optim import Update
 
 logger = logging.getLogger("aa")
 STEP = re.compile(r"step-(\d+)")
+
+
+def random_states() -> dict:
+    """This process's random states (Python, NumPy, torch, CUDA) in types ``weights_only`` loads.
+
+    accelerate's ``save_state`` saves them too, but some of its releases load them with torch's
+    ``weights_only`` default, fail on NumPy's array and go on without a word: a resume would then
+    draw other numbers. These are ours to load.
+    """
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    out = {
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def set_random_states(states: dict) -> None:
+    kind, keys, position, has_gauss, cached = states["numpy"]
+    random.setstate(states["python"])
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def held_state(algorithm) -> dict:
@@ -103,6 +132,8 @@ class Checkpoints:
             self.selector.load_state_dict(state["selector"])
         batches = replay(step)
         self.accelerator.load_state(str(path))  # random states last: the replay drew from them
+        own = path / f"random-{self.accelerator.process_index}.pt"
+        set_random_states(torch.load(own, map_location="cpu", weights_only=True))
         if self.log is not None and self.accelerator.is_main_process and self.log.exists():
             with open(self.log, "r+") as f:
                 f.truncate(min(state["log_bytes"], os.path.getsize(self.log)))
@@ -119,6 +150,8 @@ class Checkpoints:
             tmp.mkdir(parents=True)
         accelerator.wait_for_everyone()
         accelerator.save_state(str(tmp))
+        torch.save(random_states(), tmp / f"random-{accelerator.process_index}.pt")
+        accelerator.wait_for_everyone()  # every process's files are in before the folder is published
         if main:
             state = {
                 "algorithm": held_state(self.algorithm),
