@@ -1,10 +1,12 @@
 """One writer per run folder: the lock ``aa.lock`` a run or stage command holds while it works.
 
-The lock is an advisory ``flock`` on ``<run>/aa.lock``, taken without waiting: a second command
+The lock is an advisory POSIX lock (``lockf``) on ``<run>/aa.lock``, taken without waiting: a second command
 on the same folder ends at once with one line naming the holder (its pid, host, command and
 start time, written into the file). The kernel drops the lock when its process ends, however it
 ends, so a lock left by a killed run is recovered by the next command without anyone's help.
-The file itself stays: removing it would let a late opener lock a file no one else sees.
+The file itself stays: removing it would let a late opener lock a file no one else sees. A POSIX
+lock, unlike ``flock``, is not inherited by forked children: data-loader workers that outlive a
+stage (or a run stopped in this process) never hold the folder.
 Under ``accelerate launch`` the main process holds it for all of them.
 """
 
@@ -35,8 +37,8 @@ def writer_lock(root: Path, take: bool = True) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
             raise AAError(f"run folder {root} is in use by {holder(path)}; wait for it to end, or stop it") from None
         command = "aa " + sys.argv[1] if len(sys.argv) > 1 else "aa"
         record = {"pid": os.getpid(), "host": socket.gethostname(), "command": command, "since": time.strftime("%Y-%m-%d %H:%M:%S")}
