@@ -55,11 +55,23 @@ class TaskConfig(Section):
     @field_validator("categories")
     @classmethod
     def _plain_names(cls, value: list[str]) -> list[str]:
+        """Each category names a folder (``source/<category>/``, a target's class folder), on any file system."""
         for name in value:
-            if not name.strip() or "/" in name or "\\" in name:
+            if not name.strip():
+                raise ValueError(f"category {name!r} is empty; give every category a name")
+            if name.startswith("."):  # "." and ".." are no folder of their own, ".journal" is the run's, the rest hidden
+                raise ValueError(f"category {name!r} starts with a dot, which hides its folder or names another; rename it")
+            if "/" in name or "\\" in name:
                 raise ValueError(f"category {name!r} must be a non-empty name without slashes")
+            if "\0" in name:
+                raise ValueError(f"category {name!r} holds a NUL character, which no folder name may; rename it")
         if len(set(value)) != len(value):
             raise ValueError("categories must be distinct")
+        folded: dict[str, str] = {}
+        for name in value:  # one folder on a file system that ignores case (macOS, Windows)
+            other = folded.setdefault(name.casefold(), name)
+            if other != name:
+                raise ValueError(f"categories {other!r} and {name!r} differ only in case; rename one")
         return value
 
 

@@ -128,8 +128,10 @@ def stale_from(folder: RunFolder, fps: dict[str, str], wanted: list[str]) -> lis
     return []
 
 
-def run(config: Config, root: str | Path, only: list[str] | None = None, until: str | None = None) -> dict:
+def run(config: Config, root: str | Path, only: list[str] | None = None, until: str | None = None, adopt: bool = False) -> dict:
     """Run the ``only`` stages (default: all active ones, up to ``until``) in ``root``; return the metrics.
+
+    An existing ``root`` that aa did not make is refused unless ``adopt`` (``RunFolder.claim``).
 
     Fingerprints are computed again after each stage, so a stage's may cover what the stages
     before it wrote (the generation covers ``prompts.jsonl`` as written, hand edits included).
@@ -145,6 +147,7 @@ def run(config: Config, root: str | Path, only: list[str] | None = None, until: 
         why = "with a real --source" if inactive[0] in ("prompts", "generate") else "with --ssl none"
         raise AAError(f"stage {inactive[0]} does not run {why}; change the config or pick another stage")
     folder.create()
+    folder.claim(adopt, move=ctx.is_main)  # a folder aa did not make: refused before anything is written, or adopted
     with writer_lock(folder.root, take=ctx.is_main):
         return run_stages(ctx, stages, fps, only, until)
 

@@ -3,17 +3,26 @@
 ``stages.json`` maps each completed stage to the fingerprint of its inputs (its config slice,
 the implementation and version it used, and its upstream stage's fingerprint). A stage whose
 fingerprint is unchanged is reused; one that was interrupted has no entry and runs again.
+
+A run writes only into a folder aa made: an existing folder that holds anything else is refused
+(``claim``), unless adopted, and then every entry of it a run would write over is moved into
+``stale/`` first. Nothing a run did not write is ever deleted: what it no longer wants goes to
+``stale/`` too (``set_aside``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from aa_core.errors import AAError
+from aa_core.lock import NAME as LOCK
+
+logger = logging.getLogger("aa")
 
 # what each stage leaves in the run folder (``aa sweep`` shares them between run folders)
 OUTPUTS = {
@@ -23,6 +32,15 @@ OUTPUTS = {
     "refine": ("split.csv", "split.json", "refine.safetensors"),
     "evaluate": ("predictions.csv", "metrics.json"),
 }
+STALE = "stale"  # what a run set aside rather than delete: files it no longer wants, an adopted folder's
+# every name aa writes at the top of a run folder (``aa sweep`` its log, ``aa report`` its page): an
+# adopted folder's entries of these names are set aside, as the run would write over them
+WRITTEN = frozenset(
+    {name for names in OUTPUTS.values() for name in names}
+    | {"config.yaml", "stages.json", "unreadable.txt", "checkpoints", "tracking", LOCK, "sweep.log", "report.html"}
+)
+# what a run folder may hold before its config.yaml: the lock, the preflight's list, an ``aa sweep`` member's log
+EARLY = frozenset({LOCK, "unreadable.txt", "sweep.log", STALE})
 
 
 def fingerprint(inputs: Any) -> str:
@@ -44,6 +62,34 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def free_name(path: Path) -> Path:
+    """``path``, or the first of ``name.1.ext``, ``name.2.ext``... beside it that nothing holds."""
+    candidate, n = path, 0
+    while os.path.lexists(candidate):
+        n += 1
+        candidate = path.with_name(f"{path.stem}.{n}{path.suffix}")
+    return candidate
+
+
+def set_aside(path: Path, to: Path) -> Path:
+    """Move ``path`` (a file or a folder) to ``to``, or beside it under a free name: nothing is overwritten."""
+    target = free_name(to)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(path, target)  # within the run folder: one file system, so a rename, never a copy
+    return target
+
+
+def written_by_aa(config: Path) -> bool:
+    """Whether ``config`` is a run's record (``write_config`` adds the ``environment`` it ran in), not a user's YAML."""
+    import yaml
+
+    try:
+        record = yaml.safe_load(config.read_text())
+    except (OSError, ValueError, yaml.YAMLError):  # unreadable, not text, not YAML: not aa's
+        return False
+    return isinstance(record, dict) and isinstance(record.get("environment"), dict) and "adapt_anything" in record["environment"]
+
+
 class RunFolder:
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -61,6 +107,7 @@ class RunFolder:
         self.log = self.root / "train_log.jsonl"
         self.unreadable = self.root / "unreadable.txt"
         self.checkpoints = self.root / "checkpoints"  # training states of the stage in progress (aa_core.training.checkpoint)
+        self.stale = self.root / STALE
         self._state = self.root / "stages.json"
 
     def weights(self, name: str) -> Path:
@@ -74,6 +121,47 @@ class RunFolder:
             raise AAError(f"cannot create run folder {self.root}: {reason}; pass --out a folder you can write") from None
         if not os.access(self.root, os.W_OK):
             raise AAError(f"cannot write to run folder {self.root}; pass --out a folder you can write")
+
+    def foreign(self) -> list[str]:
+        """The entries that make this existing folder not a run folder (sorted); none for a run folder, or an empty or new one.
+
+        A run folder holds aa's ``config.yaml``, or its ``stages.json`` (an ``aa sweep`` member with
+        stages shared in), or, before either is written (a run killed early, a sweep member not
+        started), nothing but what aa writes first. A ``config.yaml`` that is not aa's record is
+        foreign: the run would write over it.
+        """
+        if not self.root.is_dir():
+            return []
+        names = sorted(os.listdir(self.root))
+        if os.path.lexists(self.config):
+            return [] if written_by_aa(self.config) else ["config.yaml", *(n for n in names if n not in WRITTEN and n != STALE)]
+        if is_state(self._state):
+            return []
+        return [n for n in names if n not in EARLY and not temporary(n)]
+
+    def claim(self, adopt: bool = False, move: bool = True) -> None:
+        """Refuse a folder aa did not make, before anything is written; with ``adopt``, run in it, and
+        (when ``move``: the main process) set aside into ``stale/`` every entry the run could write over."""
+        strangers = self.foreign()
+        if not strangers:
+            return
+        if not adopt:
+            shown = ", ".join(strangers[:3]) + (", ..." if len(strangers) > 3 else "")
+            raise AAError(
+                f"{self.root} is not an aa run folder and holds files aa did not write ({shown}); "
+                f"pass --out a new or empty folder, or add --adopt to `aa run` to run there (what it would overwrite moves to {self.stale})"
+            )
+        if self.stale.exists() and not self.stale.is_dir():
+            raise AAError(f"{self.stale} is a file, and an adopted folder's files are set aside in a folder of that name; rename it")
+        if not move:
+            return
+        # aa's own lock stays: another aa process may hold it
+        ours = {LOCK} if is_lock(self.root / LOCK) else set()
+        moved = [set_aside(self.root / n, self.stale / n) for n in sorted(os.listdir(self.root)) if n in WRITTEN - ours]
+        logger.warning(
+            "adopted %s: %d entr%s that the run writes moved to %s, the rest left in place",
+            self.root, len(moved), "y" if len(moved) == 1 else "ies", self.stale,
+        )  # fmt: skip
 
     def state(self) -> dict[str, dict]:
         return json.loads(self._state.read_text()) if self._state.exists() else {}
@@ -99,3 +187,34 @@ class RunFolder:
 
     def seconds(self) -> dict[str, float]:
         return {stage: entry["seconds"] for stage, entry in self.state().items()}
+
+
+def is_lock(path: Path) -> bool:
+    """Whether ``path`` is aa's lock file: empty, or the record of its holder (``aa_core.lock``)."""
+    try:
+        text = path.read_text()
+        return not text or "pid" in _json_object(text)
+    except (OSError, ValueError):
+        return False
+
+
+def is_state(path: Path) -> bool:
+    """Whether ``path`` is a ``stages.json`` aa wrote: each stage's fingerprint (``RunFolder.complete``)."""
+    try:
+        state = _json_object(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return all(isinstance(entry, dict) and "fingerprint" in entry for entry in state.values())
+
+
+def _json_object(text: str) -> dict:
+    loaded = json.loads(text)
+    if not isinstance(loaded, dict):
+        raise ValueError("not a JSON object")
+    return loaded
+
+
+def temporary(name: str) -> bool:
+    """A ``write_atomic`` temporary (``.<name>.<pid>.tmp``) a run killed mid-write leaves."""
+    parts = name.split(".")
+    return name.startswith(".") and len(parts) >= 4 and parts[-1] == "tmp" and parts[-2].isdigit() and ".".join(parts[1:-2]) in WRITTEN

@@ -104,11 +104,13 @@ class Run:
         return InputFormat(self.config.data, self.config.model)
 
 
-def execute(config: Config, root: str | Path, only: list[str] | None = None, until: str | None = None) -> dict:
-    """Run the pipeline (``aa run``; ``only`` some stages, or ``until`` one); return the metrics."""
+def execute(config: Config, root: str | Path, only: list[str] | None = None, until: str | None = None, adopt: bool = False) -> dict:
+    """Run the pipeline (``aa run``; ``only`` some stages, or ``until`` one); return the metrics.
+
+    ``adopt``: run in an existing folder aa did not make, moving aside what the run would overwrite."""
     from aa_core.pipeline import run
 
-    return run(config, root, only=only, until=until)
+    return run(config, root, only=only, until=until, adopt=adopt)
 
 
 def own_backbone_source(name: str) -> str | None:

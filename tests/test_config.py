@@ -155,3 +155,32 @@ def test_the_data_set_examples_load_with_every_uda_algorithm(tmp_path, name, cla
         with torch.device("meta"):
             net = build_classifier(chosen.model, classes, chosen.data.channels).backbone
         check_backbone(net, cls.needs, uda)
+
+
+@pytest.mark.parametrize(
+    ("categories", "problem"),
+    [
+        ("[., b]", "category '.' starts with a dot, which hides its folder or names another; rename it"),
+        ("[a, ..]", "category '..' starts with a dot, which hides its folder or names another; rename it"),
+        ("[.journal, b]", "category '.journal' starts with a dot, which hides its folder or names another; rename it"),
+        ("[a/b, c]", "category 'a/b' must be a non-empty name without slashes"),
+        ("['a\\b', c]", "category 'a\\\\b' must be a non-empty name without slashes"),
+        ("[A, b, a]", "categories 'A' and 'a' differ only in case; rename one"),
+        ("['', b]", "category '' is empty; give every category a name"),
+        ("['  ', b]", "category '  ' is empty; give every category a name"),
+    ],
+)
+def test_a_category_must_be_a_plain_folder_name_unique_whatever_the_case(categories, problem):
+    with pytest.raises(ConfigError) as error:
+        load_config(sets=[f"task.categories={categories}"])
+    assert str(error.value).startswith(f"invalid config: task.categories: Value error, {problem} (got [")
+
+
+def test_a_bad_category_is_one_line_exit_2_before_the_run_folder_exists(tmp_path):
+    proc = aa("run", "--out", tmp_path / "run", "--set", "task.categories=[a, ../x]")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: invalid config: task.categories: Value error, category '../x' starts with a dot, which hides its folder or names "
+        "another; rename it (got ['a', '../x'])"
+    )
+    assert not (tmp_path / "run").exists()

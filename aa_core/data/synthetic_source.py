@@ -9,15 +9,23 @@ While generating, every process appends the rows of each finished batch to its o
 under their final names: a process killed at any moment loses at most the batch in flight, and
 a torn last line is ignored. ``settle`` folds the journals into ``source/metadata.jsonl`` (kept
 images, in plan order) and ``dropped/dropped.jsonl`` (blank and filtered attempts), keeps only
-rows the current plan and maker would write with their image present, and deletes every file no
-row names.
+rows the current plan and maker would write with their image present, and moves every other file
+into the run folder's ``stale/`` (stale images, a user's files): it deletes only what the stage
+itself left half-written (the journals once folded, an image or a list not yet renamed). An image
+a killed process put in place before journaling it stays where it is, and is checked rather than
+made again.
+
+An image is written to a temporary file, flushed to disk, then renamed, and each batch's folders
+are flushed before its rows are journaled: after a crash of the machine, a journaled row's image
+is on disk whole.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-import shutil
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +33,14 @@ from pathlib import Path
 from PIL import Image
 
 from aa_core.data.synthetic import METADATA, Slot, SyntheticImage, attempt_seed, read_rows, write_rows
+from aa_core.run_folder import set_aside
 
 JOURNALS = ".journal"
+# what the stage leaves half-written when killed: an image ``write_png`` had not renamed yet, a
+# row list ``write_atomic`` had not (``.<name>.<pid>.tmp``); it wrote them, so it may delete them
+HALF_WRITTEN = re.compile(r"\.\d{6,}-[0-9a-f]{12}\.png|\.(metadata|dropped)\.jsonl\.\d+\.tmp")
+
+logger = logging.getLogger("aa")
 
 
 @dataclass
@@ -60,9 +74,10 @@ class Verdict:
 class SyntheticSource:
     """The synthetic source's files against what the plan asks for."""
 
-    def __init__(self, source: Path, dropped: Path, slots: list[Slot], maker: dict, filters: str):
+    def __init__(self, source: Path, dropped: Path, slots: list[Slot], maker: dict, filters: str, stale: Path):
         self.source = source  # the image folder: one subfolder per category, metadata.jsonl
         self.dropped_dir = dropped  # images an image filter dropped, listed in dropped.jsonl
+        self.stale = stale  # where files no row names go (``stale/source/...``, ``stale/dropped/...``)
         self.slots = slots
         self.maker = maker  # what makes an image (generator, version, options): part of its file name
         self.filters = filters  # fingerprint of the active image filters; "" when none is on
@@ -116,9 +131,11 @@ class SyntheticSource:
                 (kept if "kept" in record else dropped).append(SyntheticImage.of(record.get("kept") or record["dropped"]))
         return kept, dropped
 
-    def settle(self) -> None:
-        """(Main process.) Fold the journals into the two lists and delete every file no row names."""
+    def settle(self, retries: int) -> None:
+        """(Main process.) Fold the journals into the two lists; set aside into ``stale/`` every file
+        no row names, but the images of attempts still to make (``retries``) a killed process left."""
         self.read()
+        pending = self._pending(retries)
         order = {slot.key: i for i, slot in enumerate(self.slots)}
         self.source.mkdir(parents=True, exist_ok=True)
         write_rows(self.source / METADATA, sorted(self.kept.values(), key=lambda r: order[r.key]))
@@ -126,9 +143,34 @@ class SyntheticSource:
         if self.dropped or self.dropped_list.exists():
             self.dropped_dir.mkdir(parents=True, exist_ok=True)
             write_rows(self.dropped_list, self.dropped)
-        shutil.rmtree(self.source / JOURNALS, ignore_errors=True)
-        remove_unnamed(self.source, {row.file_name for row in self.kept.values()} | {METADATA})
-        remove_unnamed(self.dropped_dir, {row.file_name for row in self.dropped if row.file_name} | {self.dropped_list.name})
+        for journal in (self.source / JOURNALS).glob("*.jsonl"):  # folded into the lists above
+            journal.unlink()
+        moved = set_aside_unnamed(self.source, {row.file_name for row in self.kept.values()} | pending | {METADATA}, self.stale)
+        named = {row.file_name for row in self.dropped if row.file_name} | {self.dropped_list.name}
+        moved += set_aside_unnamed(self.dropped_dir, named, self.stale)
+        remove_emptied([self.source / JOURNALS], self.source)
+        if moved:
+            logger.warning(
+                "moved %d file(s) that no metadata row names (stale images, or files the run did not make) from %s and %s to %s; "
+                "delete them there when you do not need them",
+                moved, self.source, self.dropped_dir, self.stale,
+            )  # fmt: skip
+
+    def _pending(self, retries: int) -> set[str]:
+        """Images of attempts still to make that are on disk already: a killed process renamed them
+        into place but did not journal them. One it had set aside in ``dropped/`` comes back to
+        ``source/``: the filters judge it again, as any image on disk without a row."""
+        pending = set()
+        for work in self.work(retries):
+            if work.slot.key in self.kept:  # a kept image to check again: it has its row
+                continue
+            name = self.file_name(work)
+            if (self.dropped_dir / name).is_file() and not (self.source / name).exists():
+                (self.source / name).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.dropped_dir / name, self.source / name)
+            if (self.source / name).is_file():
+                pending.add(name)
+        return pending
 
     # --- what is left to do ------------------------------------------------------------------
 
@@ -148,7 +190,8 @@ class SyntheticSource:
             attempt = 1 + max((row.attempt for row in earlier), default=-1)
             if attempt <= retries:
                 blank = sum(1 for row in earlier if not row.file_name)
-                out.append(Work(slot, attempt, blank, len(earlier) - blank))
+                on_disk = (self.source / slot.file_name(self.maker, attempt)).is_file()  # made, then killed before its row
+                out.append(Work(slot, attempt, blank, len(earlier) - blank, existing=on_disk))
         return out
 
     def image(self, work: Work) -> Image.Image:
@@ -167,6 +210,9 @@ class SyntheticSource:
                 kept.append(self._keep(v.work, v.image))
             else:
                 dropped.append(self._set_aside(v.work, v.image, v.reason))
+        placed = {self.source / row.file_name for row in kept} | {self.dropped_dir / row.file_name for row in dropped if row.file_name}
+        for folder in {path.parent for path in placed}:  # the renames on disk before the rows that name them
+            sync_folder(folder)
         self._journal_rows(kept, dropped)
 
     def _row(self, work: Work, file_name: str, reason: str = "") -> SyntheticImage:
@@ -218,18 +264,53 @@ class SyntheticSource:
 
 
 def write_png(image: Image.Image, path: Path) -> None:
-    """Write ``image`` under ``path`` only once complete: a reader never finds half an image."""
+    """Write ``image`` under ``path`` only once complete and on disk: a reader, even after a crash
+    of the machine, never finds half an image (the caller flushes the folder: ``sync_folder``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}")
-    image.save(tmp, format="PNG")
+    with open(tmp, "wb") as f:
+        image.save(f, format="PNG")
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-def remove_unnamed(root: Path, names: set[str]) -> int:
-    """Delete the files under ``root`` whose relative path is not in ``names`` (stale or half-written); return how many."""
+def sync_folder(folder: Path) -> None:
+    """Flush ``folder``'s entries (the renames into it) to disk; nothing where a folder cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # a file system that cannot flush a folder
+        pass
+    finally:
+        os.close(fd)
+
+
+def set_aside_unnamed(root: Path, names: set[str], stale: Path) -> int:
+    """Move the files under ``root`` whose relative path is not in ``names`` to ``stale/<root's name>/``,
+    keeping their paths (never over a file there); return how many. Delete instead what the stage
+    left half-written."""
     if not root.is_dir():
         return 0
-    strays = [p for p in root.rglob("*") if p.is_file() and str(p.relative_to(root)) not in names]
+    strays = [p for p in sorted(root.rglob("*")) if p.is_file() and str(p.relative_to(root)) not in names]
+    moved = 0
     for path in strays:
-        path.unlink()
-    return len(strays)
+        if HALF_WRITTEN.fullmatch(path.name):
+            path.unlink()
+        else:
+            set_aside(path, stale / root.name / path.relative_to(root))
+            moved += 1
+    remove_emptied([path.parent for path in strays], root)
+    return moved
+
+
+def remove_emptied(folders: list[Path], root: Path) -> None:
+    """Remove each of ``folders`` (under ``root``) left empty, and its parents left empty: a category
+    folder no image is left in would read as a class of the source that is not a category."""
+    for folder in sorted(set(folders), key=lambda p: len(p.parts), reverse=True):
+        while folder != root and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent

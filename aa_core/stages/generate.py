@@ -5,7 +5,7 @@ In order:
 1. the plan: ``images_per_class`` slots per category, each with its prompt and seed
    (``aa_core.data.synthetic``);
 2. the main process settles the source's files (``aa_core.data.synthetic_source``): what earlier
-   runs made with the same generator and options is kept, everything else is deleted;
+   runs made with the same generator and options is kept, everything else is moved to ``stale/``;
 3. the slots still empty are shared out between processes (one per GPU under ``accelerate
    launch``), disjoint and in plan order, and rendered in batches. An image that comes back
    blank (a safety checker's black square) or that an image filter drops is made again with a
@@ -44,15 +44,16 @@ logger = logging.getLogger("aa")
 def synthetic_source(ctx: StageContext) -> SyntheticSource:
     """The source's files, against the plan: the prompts cycled over ``images_per_class`` slots per category."""
     config = ctx.config.generator
-    slots = plan(read_prompts(ctx.folder.prompts), config.images_per_class, ctx.config.seed)
-    return SyntheticSource(ctx.folder.source, ctx.folder.dropped, slots, image_maker(ctx), filters_fingerprint(ctx))
+    slots = plan(read_prompts(ctx.folder.prompts, ctx.categories), config.images_per_class, ctx.config.seed)
+    folder = ctx.folder
+    return SyntheticSource(folder.source, folder.dropped, slots, image_maker(ctx), filters_fingerprint(ctx), folder.stale)
 
 
 def run(ctx: StageContext) -> None:
     config, accelerator = ctx.config.generator, ctx.accelerator
     source = synthetic_source(ctx)
     if ctx.is_main:
-        source.settle()
+        source.settle(config.retries)
     accelerator.wait_for_everyone()
     source.read()
     todo = source.work(config.retries)
@@ -72,7 +73,7 @@ def run(ctx: StageContext) -> None:
             image_filter.close()
     accelerator.wait_for_everyone()
     if ctx.is_main:
-        source.settle()
+        source.settle(config.retries)
         report(ctx, source)
 
 

@@ -120,7 +120,7 @@ class StageReporter:
         typer.echo(f"[{stage}] {'reused' if reused else f'done in {seconds:.1f} s'}", err=True)
 
 
-def execute(config, out: Path, only: list[str] | None = None, until: str | None = None) -> dict:
+def execute(config, out: Path, only: list[str] | None = None, until: str | None = None, adopt: bool = False) -> dict:
     from aa_core.plugins import plugin_manager
     from aa_core.runs import execute as run
 
@@ -128,7 +128,7 @@ def execute(config, out: Path, only: list[str] | None = None, until: str | None 
     reporter = StageReporter()
     pm.register(reporter)
     try:
-        return run(config, out, only=only, until=until)
+        return run(config, out, only=only, until=until, adopt=adopt)
     finally:
         pm.unregister(reporter)
 
@@ -170,10 +170,13 @@ def run(
     until: Annotated[
         Optional[Stage], typer.Option("--until", help="Stop after this stage (prompts: edit prompts.jsonl, then run again).")
     ] = None,
+    adopt: Annotated[
+        bool, typer.Option("--adopt", help="Run in an existing folder aa did not make; what the run would overwrite moves to stale/.")
+    ] = False,
 ):
     """Run every stage: prompts -> generate -> adapt -> refine -> evaluate (default: the digits task)."""
     with user_errors():
-        metrics = execute(options.load(), out, until=until.value if until else None)
+        metrics = execute(options.load(), out, until=until.value if until else None, adopt=adopt)
     if until is None or until.value == "evaluate":
         print_metrics(metrics, out)
     elif until.value == "prompts":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -66,7 +65,7 @@ def register(app: typer.Typer, user_errors) -> None:
     ):
         """Predict the category of images with a run's final model and preprocessing."""
         from aa_core.runs import Run
-        from aa_results.predict import Predictor, image_paths
+        from aa_results.predict import Predictor, image_paths, write_csv
 
         with user_errors():
             predictions = Predictor(Run.open(run_dir)).predict(image_paths(images))
@@ -74,10 +73,7 @@ def register(app: typer.Typer, user_errors) -> None:
             for p in predictions:
                 typer.echo(f"{p.path}\t{p.category}\t{p.confidence:.4f}")
             return
-        with open(out, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["image", "predicted", "confidence"])
-            writer.writerows([str(p.path), p.category, f"{p.confidence:.4f}"] for p in predictions)
+        write_csv(predictions, out)
         typer.echo(f"{len(predictions)} predictions written to {out}")
 
     @app.command()
@@ -85,7 +81,7 @@ def register(app: typer.Typer, user_errors) -> None:
         run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
         out: Annotated[Path, typer.Argument(help="A new folder for the exported model.")],
         push_to_hub: Annotated[Optional[str], typer.Option("--push-to-hub", help="Also upload it to this Hub repo (user/name).")] = None,
-        private: Annotated[bool, typer.Option("--private", help="Make the Hub repo private.")] = False,
+        private: Annotated[bool, typer.Option("--private", help="Make the Hub repo private, an existing one too.")] = False,
     ):
         """Write the final model as a folder that loads with torch, timm and safetensors alone (and a model card)."""
         from aa_results.export import export as write_export

@@ -7,19 +7,27 @@
     model = modeling.load("DIR")                       # an nn.Module in evaluation mode
     print(modeling.predict("DIR", ["a.png", "b.png"]))  # [(category, confidence), ...]
 
-The network is the classifier Adapt Anything trains: a timm backbone without its classifier
-(``config["backbone"]``; Adapt Anything's own tiny backbones are in ``backbones.py`` beside this
-file), a bottleneck Linear-BatchNorm-ReLU, and a head: one linear layer in the safetensors file,
-or, for algorithms with another head (MCD's two classifiers, SymNets' target half), a TorchScript
-module in ``head.pt``. Preprocessing is the run's own: grey or colour, resized to a square
-(area averaging when shrinking, bilinear when growing), scaled and normalised.
+The folder ships data, never code: ``model.safetensors`` holds tensors alone, and ``config.json``
+describes the network, which this file builds with its own plain torch and timm code. It runs
+nothing else from the folder (no pickle, no TorchScript, no other module). The network is the
+classifier Adapt Anything trains:
+
+* ``backbone``: a timm model without its classifier (``{"name", "in_chans", "num_features"}``),
+  or one of Adapt Anything's own tiny ones, written out below (``aa_small_cnn``, ``aa_vit_tiny``);
+* ``bottleneck`` and ``head``: layers described by ``"type"`` (``LAYERS``): ``linear``,
+  ``batch_norm``, ``relu``, ``dropout``, ``sequential``, and the two heads adaptation algorithms
+  predict through: ``mean_of_probabilities`` (MCD's two classifiers:
+  :math:`\\log \\frac1n \\sum_i \\mathrm{softmax}(c_i(f))`) and ``columns`` (SymNets' 2K-wide
+  classifier read from column ``start`` on). Each composite names its parts as the weights do.
+
+Preprocessing is the run's own: grey or colour, resized to a square (area averaging when
+shrinking, bilinear when growing), scaled and normalised.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,47 +35,134 @@ import timm
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
+
+try:
+    from timm.layers import HybridEmbed
+except ImportError:  # timm before 1.0.9 kept it with its hybrid models
+    from timm.models.vision_transformer_hybrid import HybridEmbed
+
+
+# --- Adapt Anything's own tiny backbones (timm's zoo starts at ImageNet sizes) -----------------
+
+
+class SmallCNN(nn.Module):
+    """``aa_small_cnn``: conv3x3(16)-BN-ReLU, conv3x3(32)-BN-ReLU-maxpool, conv3x3(64)-BN-ReLU-maxpool, global average."""
+
+    def __init__(self, in_chans: int, width: int = 16):
+        super().__init__()
+
+        def block(cin: int, cout: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+        self.features = nn.Sequential(*block(in_chans, width), *block(width, 2 * width), nn.MaxPool2d(2), *block(2 * width, 4 * width),
+                                      nn.MaxPool2d(2))  # fmt: skip
+        self.num_features = 4 * width
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+def vit_tiny(in_chans: int) -> VisionTransformer:
+    """``aa_vit_tiny``: timm's ViT, 2 blocks of width 64 and 4 heads, over a two-layer convolutional stem cut into 2x2 patches."""
+    stem = nn.Sequential(
+        nn.Conv2d(in_chans, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
+        nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+    )  # fmt: skip
+    return VisionTransformer(img_size=8, patch_size=2, in_chans=in_chans, num_classes=0, embed_dim=64, depth=2, num_heads=4,
+                             mlp_ratio=2.0, dynamic_img_size=True, embed_layer=partial(HybridEmbed, backbone=stem))  # fmt: skip
+
+
+OWN_BACKBONES = {"aa_small_cnn": SmallCNN, "aa_vit_tiny": vit_tiny}
+
+
+def build_backbone(spec: dict) -> nn.Module:
+    name, in_chans = spec["name"], spec["in_chans"]
+    if name in OWN_BACKBONES:
+        backbone = OWN_BACKBONES[name](in_chans)
+    else:
+        backbone = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans)
+    if backbone.num_features != spec["num_features"]:
+        raise ValueError(f"backbone {name} has {backbone.num_features} features, config.json says {spec['num_features']}")
+    return backbone
+
+
+# --- the bottleneck and the heads, from their description ------------------------------------
+
+
+class MeanOfProbabilities(nn.Module):
+    """:math:`\\log \\frac1n \\sum_i \\mathrm{softmax}(c_i(f))` over the named classifiers (MCD's c1, c2)."""
+
+    def __init__(self, parts: dict[str, nn.Module]):
+        super().__init__()
+        for name, part in parts.items():
+            self.add_module(name, part)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        total = sum(part(f).softmax(dim=1) for part in self.children())
+        return (total / len(self._modules)).clamp_min(1e-12).log()
+
+
+class Columns(nn.Module):
+    """The named part's outputs from column ``start`` on (SymNets' target half of its 2K outputs)."""
+
+    def __init__(self, parts: dict[str, nn.Module], start: int):
+        super().__init__()
+        [(name, part)] = parts.items()  # exactly one
+        self.add_module(name, part)
+        self.start = start
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return next(iter(self.children()))(f)[:, self.start :]
+
+
+def parts(spec: dict) -> dict[str, nn.Module]:
+    return {name: build_layer(part) for name, part in spec["parts"].items()}
+
+
+LAYERS = {
+    "linear": lambda s: nn.Linear(s["in_features"], s["out_features"], bias=s["bias"]),
+    "batch_norm": lambda s: nn.BatchNorm1d(s["num_features"], eps=s["eps"], momentum=s["momentum"]),
+    "relu": lambda s: nn.ReLU(),
+    "dropout": lambda s: nn.Dropout(s["p"]),  # nothing when predicting
+    "sequential": lambda s: nn.Sequential(*(build_layer(layer) for layer in s["layers"])),
+    "mean_of_probabilities": lambda s: MeanOfProbabilities(parts(s)),
+    "columns": lambda s: Columns(parts(s), s["start"]),
+}
+
+
+def build_layer(spec: dict) -> nn.Module:
+    if spec["type"] not in LAYERS:
+        raise ValueError(f"unknown layer type {spec['type']!r} in config.json; known: {', '.join(LAYERS)}")
+    return LAYERS[spec["type"]](spec)
 
 
 class ExportedClassifier(nn.Module):
-    def __init__(self, backbone: nn.Module, bottleneck_dim: int, head: nn.Module):
+    def __init__(self, backbone: nn.Module, bottleneck: nn.Module, head: nn.Module):
         super().__init__()
-        self.backbone = backbone
-        self.bottleneck = nn.Sequential(nn.Linear(backbone.num_features, bottleneck_dim), nn.BatchNorm1d(bottleneck_dim), nn.ReLU())
-        self.head = head
+        self.backbone, self.bottleneck, self.head = backbone, bottleneck, head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.bottleneck(self.backbone(x)))
+
+
+def build(config: dict) -> ExportedClassifier:
+    """The network ``config`` describes, with fresh weights."""
+    return ExportedClassifier(build_backbone(config["backbone"]), build_layer(config["bottleneck"]), build_layer(config["head"]))
 
 
 def read_config(folder: str | Path) -> dict:
     return json.loads((Path(folder) / "config.json").read_text())
 
 
-def register_backbones(folder: Path) -> None:
-    """Adapt Anything's own timm backbones (aa_small_cnn, aa_vit_tiny), when the export ships them."""
-    path = folder / "backbones.py"
-    if path.is_file() and "aa_exported_backbones" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("aa_exported_backbones", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-
-
 def load(folder: str | Path) -> nn.Module:
     """The exported network with its weights, in evaluation mode."""
     folder = Path(folder)
-    config = read_config(folder)
-    register_backbones(folder)
-    backbone = timm.create_model(config["backbone"], pretrained=False, num_classes=0, in_chans=config["preprocessing"]["channels"])
-    if config["head"] == "linear":
-        head = nn.Linear(config["bottleneck_dim"], len(config["classes"]))
-    else:
-        head = torch.jit.load(str(folder / "head.pt"))
-    model = ExportedClassifier(backbone, config["bottleneck_dim"], head)
-    weights = load_file(str(folder / "model.safetensors"))
-    model.load_state_dict(weights)
+    model = build(read_config(folder))
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
     return model.eval()
 
 

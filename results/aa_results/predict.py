@@ -3,10 +3,16 @@
 The final model is the refined one when the run refines (``--ssl`` other than none), else the
 adapted one. Images go through the run's own input format: ``data.channels``, ``data.image_size``
 (area averaging when shrinking), and its normalisation.
+
+``--out`` writes a CSV (image, predicted, confidence) that a spreadsheet may open: a cell whose
+text starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (OWASP's list for CSV
+injection) gets a leading ``'``, so that an image named ``=HYPERLINK(...).png`` shows as text and
+never runs as a formula.
 """
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +35,14 @@ def image_paths(inputs: list[str | Path]) -> list[Path]:
     if not out:
         raise AAError(f"no images in {', '.join(map(str, inputs))}; name image files or folders of images")
     return out
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet reads a cell starting so as a formula
+
+
+def csv_text(text: str) -> str:
+    """``text`` as a spreadsheet shows it: with a leading ``'`` where it would start a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 @dataclass
@@ -66,3 +80,11 @@ class Predictor:
             confidence, index = self.probabilities(images).max(dim=1)
             out += [Prediction(p, self.categories[k], c) for p, k, c in zip(batch, index.tolist(), confidence.tolist())]
         return out
+
+
+def write_csv(predictions: list[Prediction], out: str | Path) -> None:
+    """One row per image: its path and category as text (``csv_text``), its confidence to 4 places."""
+    with open(out, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "predicted", "confidence"])
+        writer.writerows([csv_text(str(p.path)), csv_text(p.category), f"{p.confidence:.4f}"] for p in predictions)

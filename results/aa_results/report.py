@@ -6,6 +6,13 @@ refine stage took as labelled, framed green; the rest amber); the training curve
 ``train_log.jsonl``; the confusion matrix on the test half of the target's labels (when it has
 labels); the configuration and the plugins with their versions. Images and plots (matplotlib)
 are embedded as data URIs: the page needs no network and no other file.
+
+A report is made to be shared, so it embeds only what belongs to the run, whatever its files say:
+a file the run folder names (``metadata.jsonl``'s images, ``predictions.csv``'s target images) is
+resolved, symbolic links and ``..`` included, and left out unless it lies inside the run folder
+(synthetic images) or inside the target folder among the images the run read (target images); the
+page says how many were left out. A file the report reads by its fixed name (``metrics.json``,
+``predictions.csv``, ...) that links outside the run folder stops the report with one line.
 """
 
 from __future__ import annotations
@@ -58,19 +65,48 @@ def tile(uri: str, caption: str, title: str = "", frame: str = "") -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")  # fmt: skip
 
 
+def inside(root: Path, name: str) -> Path | None:
+    """``root / name`` when it resolves (links followed) to a file inside ``root``; None for anything else."""
+    path = (root / name).resolve()
+    return path if path.is_relative_to(root.resolve()) and path.is_file() else None
+
+
+def opened(path: Path | None) -> Image.Image | None:
+    """The image at ``path``, loaded; None when there is none or it does not open as an image."""
+    if path is None:
+        return None
+    try:
+        with Image.open(path) as image:
+            return image.copy()  # decoded now: the file closes here
+    except OSError:
+        return None
+
+
+def left_out(count: int, named_by: str, where: str) -> str:
+    if not count:
+        return ""
+    return f"<p>{count} image(s) named by {named_by} were left out: they lie outside {where} or do not open as images.</p>"
+
+
 def synthetic_section(folder: RunFolder, categories: list[str]) -> str:
     rows_path = folder.source / "metadata.jsonl"
     if not rows_path.is_file():
         return "<p>The source is a real image folder: nothing was synthesised.</p>"
     rows = [json.loads(line) for line in rows_path.read_text().splitlines() if line.strip()]
-    parts = []
+    parts, skipped = [], 0
     for category in categories:
-        chosen = [r for r in rows if r["label"] == category][:PER_CATEGORY]
         tiles = []
-        for row in chosen:
-            with Image.open(folder.source / row["file_name"]) as image:
-                tiles.append(tile(data_uri(image.copy()), row["prompt"][:60], row["prompt"]))
+        for row in (r for r in rows if r["label"] == category):
+            if len(tiles) == PER_CATEGORY:
+                break
+            # anchored at the run folder, not at source/, which could itself be a link out of it
+            image = opened(inside(folder.root, str(Path(folder.source.name) / row["file_name"])))
+            if image is None:
+                skipped += 1
+                continue
+            tiles.append(tile(data_uri(image), row["prompt"][:60], row["prompt"]))
         parts.append(f"<h3>{html.escape(category)}</h3><div class='grid'>{''.join(tiles)}</div>")
+    parts.append(left_out(skipped, "source/metadata.jsonl", "the run folder"))
     dropped = folder.dropped / "dropped.jsonl"
     if dropped.is_file() and dropped.read_text().strip():
         count = len(dropped.read_text().splitlines())
@@ -80,16 +116,22 @@ def synthetic_section(folder: RunFolder, categories: list[str]) -> str:
 
 def target_section(run: Run, predictions: list[dict]) -> str:
     split = {row["image"]: row["confident"] == "1" for row in read_csv(run.folder.split)}
-    step = max(1, len(predictions) // TARGET_SAMPLE)
+    read = set(run.target.names)  # what the run itself found in the target folder
+    kept = [row for row in predictions if row["image"] in read and inside(run.target.root, row["image"])]
+    skipped = len(predictions) - len(kept)
+    step = max(1, len(kept) // TARGET_SAMPLE)
     tiles = []
-    for row in predictions[::step][:TARGET_SAMPLE]:
+    for row in kept[::step][:TARGET_SAMPLE]:  # decoded: the sample alone
+        image = opened(inside(run.target.root, row["image"]))
+        if image is None:
+            skipped += 1
+            continue
         confident = split.get(row["image"])
         frame = "" if confident is None else ("#2e7d32" if confident else "#ef8f00")
-        with Image.open(run.target.root / row["image"]) as image:
-            caption = f"{row['predicted']} ({float(row['confidence']):.2f})"
-            tiles.append(tile(data_uri(image.convert('RGB')), caption, row["image"], frame))
+        caption = f"{row['predicted']} ({float(row['confidence']):.2f})"
+        tiles.append(tile(data_uri(image.convert("RGB")), caption, row["image"], frame))
     legend = "<p>Green: confident, labelled by its pseudo-label for refinement; amber: unconfident.</p>" if split else ""
-    return legend + f"<div class='grid'>{''.join(tiles)}</div>"
+    return legend + f"<div class='grid'>{''.join(tiles)}</div>" + left_out(skipped, "predictions.csv", "the target folder")
 
 
 def curves_section(folder: RunFolder) -> str:
@@ -134,7 +176,8 @@ def confusion_section(run: Run, predictions: list[dict]) -> str:
     names, k = target.names, len(categories)
     matrix = np.zeros((k, k), dtype=int)
     for i in target.test:
-        matrix[target.labels[i], categories.index(predicted[names[i]])] += 1
+        if predicted.get(names[i]) in categories:  # a predictions.csv edited by hand may lack a row
+            matrix[target.labels[i], categories.index(predicted[names[i]])] += 1
     figure, axis = plt.subplots(figsize=(1 + 0.45 * k, 1 + 0.45 * k))
     axis.imshow(matrix, cmap="Blues")
     for (row, col), value in np.ndenumerate(matrix):
@@ -190,6 +233,11 @@ window.addEventListener("load", () => {
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     run = Run.open(run_dir)
     folder = run.folder
+    for path in (folder.config, folder.metrics, folder.predictions, folder.split, folder.log, folder.source / "metadata.jsonl",
+                 folder.dropped / "dropped.jsonl"):  # fmt: skip
+        if path.exists() and not path.resolve().is_relative_to(folder.root.resolve()):
+            raise AAError(f"{path} links outside the run folder (to {path.resolve()}); aa report reads only files inside "
+                          f"{folder.root}: put the file itself there")  # fmt: skip
     if not folder.metrics.is_file():
         raise AAError(f"{folder.root} has no metrics.json yet; finish it with `aa run --out {folder.root}`")
     metrics = json.loads(folder.metrics.read_text())

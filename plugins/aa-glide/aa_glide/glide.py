@@ -14,23 +14,23 @@ Sampling, in order, as GLIDE's own text-to-image notebook does it:
    prompt, DDIM over ``upsample_steps`` ("fast27") from noise scaled by ``upsample_temp`` (0.997).
 
 ``generator.model`` is empty for the released checkpoints (``base.pt``, ``upsample.pt``, downloaded
-once into the machine's cache), or a folder holding ``base.pt`` (and ``upsample.pt``), each with an
-optional ``base.json`` / ``upsample.json`` of options over GLIDE's ``model_and_diffusion_defaults``.
-Both end the same way: ``torch.load`` and ``load_state_dict`` into the model those options build.
+once into the machine's cache and checked), or a folder holding ``base.pt`` (and ``upsample.pt``),
+each with an optional ``base.json`` / ``upsample.json`` of options over GLIDE's
+``model_and_diffusion_defaults``. Both end the same way (``checkpoints.py``): weights-only
+``torch.load``, which runs no code, and ``load_state_dict`` into the model those options build.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from aa_core.api import AAError, GeneratorContext, ImageGenerator
+from aa_glide.checkpoints import Checkpoints
 
 INSTALL = 'pip install "glide-text2im @ git+https://github.com/openai/glide-text2im"'
 
@@ -140,54 +140,3 @@ class GlideGenerator(ImageGenerator):
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-
-class Checkpoints:
-    """Where GLIDE's weights come from: the released ones (downloaded once), or a local folder."""
-
-    def __init__(self, folder: str | None, cache_dir: Path | None):
-        self.folder = Path(folder).expanduser() if folder else None
-        self.cache_dir = cache_dir
-        if self.folder is not None and not (self.folder / "base.pt").is_file():
-            raise AAError(f"generator.model {self.folder} holds no base.pt; point it at a folder with GLIDE's base.pt "
-                          "(and upsample.pt), or leave it empty for the released checkpoints")  # fmt: skip
-
-    def path(self, name: str) -> Path:
-        if self.folder is not None:
-            path = self.folder / f"{name}.pt"
-            if not path.is_file():
-                raise AAError(f"generator.model {self.folder} holds no {name}.pt; add it, or set generator.upsample=false")
-            return path
-        from glide_text2im.download import MODEL_PATHS, fetch_file_cached
-
-        try:
-            return Path(fetch_file_cached(MODEL_PATHS[name], progress=True, cache_dir=str(self.cache_dir) if self.cache_dir else None))
-        except OSError as exc:  # requests' connection errors are OSErrors
-            raise AAError(f"cannot download GLIDE's {name}.pt ({type(exc).__name__}); download it by hand into a folder "
-                          "and set generator.model to that folder") from None  # fmt: skip
-
-    def options(self, name: str, defaults: dict) -> dict:
-        """GLIDE's defaults for this model, with the folder's ``<name>.json`` over them."""
-        extra = self.folder / f"{name}.json" if self.folder is not None else None
-        return {**defaults, **(json.loads(extra.read_text()) if extra and extra.is_file() else {})}
-
-    def load(self, name: str, defaults: dict, respacing: str, fp16: bool, device):
-        import torch
-        from glide_text2im.model_creation import create_model_and_diffusion
-
-        options = {**self.options(name, defaults), "timestep_respacing": respacing, "use_fp16": fp16}
-        try:
-            model, diffusion = create_model_and_diffusion(**options)
-        except (TypeError, ValueError, AssertionError) as exc:
-            raise AAError(f"GLIDE's {name} options are not valid ({exc}); fix {name}.json in generator.model") from None
-        model.eval()
-        if fp16:
-            model.convert_to_fp16()
-        model.to(device)
-        state = torch.load(self.path(name), map_location="cpu")
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise AAError(f"{name}.pt does not fit GLIDE's {name} model ({first}); give its options in {name}.json") from None
-        return model, diffusion, options
