@@ -41,8 +41,7 @@ class Released:
 # every cached copy is then checked against it.
 RELEASED = {
     "base": Released(f"{URL}/base.pt", sha256=None, size=None),
-    # the blob's size as Azure reports it, from a public test of an Azure blob client (not checked here)
-    "upsample": Released(f"{URL}/upsample.pt", sha256=None, size=1593693639),
+    "upsample": Released(f"{URL}/upsample.pt", sha256=None, size=None),
 }
 
 DOWNLOAD_FIX = "retry, or download it by hand into a folder and set generator.model to that folder"
