@@ -26,7 +26,8 @@ def test_third_party_plugin_lists_its_version_names_and_hooks():
     assert good["status"] == "loaded"
     assert not good["builtin"]
     assert good["names"] == {"filter": ["coin"]}  # an entry point of the aa.filters group, like any kind
-    assert set(good["hooks"]) == {"aa_register_commands", "aa_run_start", "aa_stage_start", "aa_stage_end", "aa_log", "aa_run_end"}
+    hooks = {"aa_register_commands", "aa_run_start", "aa_stage_start", "aa_stage_end", "aa_log", "aa_checkpoint", "aa_run_end"}
+    assert set(good["hooks"]) == hooks
     example = listing("example:aa-entropy")["aa-entropy"]
     assert (example["version"], example["status"], example["builtin"]) == ("0.1.0", "loaded", False)
     assert example["names"] == {"uda": ["entropy"]}

@@ -42,6 +42,11 @@ def aa_log(stage, step, scalars):
 
 
 @hookimpl
+def aa_checkpoint(stage, step, path):
+    _log("checkpoint", stage=stage, step=step)
+
+
+@hookimpl
 def aa_run_end(run_dir, metrics):
     _log("run_end", metrics=metrics)
 
