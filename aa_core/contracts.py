@@ -304,7 +304,7 @@ class UDAAlgorithm(TrainingAlgorithm):
         (CDTrans' pairs): the replay runs before the checkpoint's weights are loaded.
         """
         batches = self.batches(data)
-        for _ in range(done):
+        for _ in range(done):  # now, not lazily (islice): the checkpoint's random states are loaded after this
             next(batches)
         return batches
 

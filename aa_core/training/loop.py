@@ -65,7 +65,7 @@ def run_steps(
 
 
 def skip(batches: Iterator, done: int) -> Iterator:
-    """``batches`` with the first ``done`` drawn and dropped."""
+    """``batches`` with the first ``done`` drawn and dropped, now: the random states are loaded after."""
     for _ in range(done):
         next(batches)
     return batches
