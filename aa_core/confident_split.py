@@ -12,8 +12,9 @@ For each predicted class :math:`k`, with :math:`n_k` members ranked by score, th
 * ``topk``: the top :math:`\\min(K, n_k)`;
 
 and never fewer than :math:`\\min(m, n_k)` (``min_per_class``), so every predicted class is
-represented even when confidences differ across classes. The kept images are labelled by
-:math:`\\hat y`; the rest are unlabelled.
+represented even when confidences differ across classes. Images that tie on the score (many
+saturate at 1.0) are ranked by a draw seeded with the run's seed, not by their order in the
+folder. The kept images are labelled by :math:`\\hat y`; the rest are unlabelled.
 """
 
 from __future__ import annotations
@@ -60,14 +61,17 @@ class ConfidentSplit:
             chosen = min(self.top_k, n)
         return max(chosen, min(self.min_per_class, n))
 
-    def __call__(self, probabilities: torch.Tensor, views: list[torch.Tensor] | None = None) -> Split:
-        """``probabilities`` of the plain view (N, C); ``views``: those of weak views, each (N, C)."""
+    def __call__(self, probabilities: torch.Tensor, views: list[torch.Tensor] | None = None, seed: int = 0) -> Split:
+        """``probabilities`` of the plain view (N, C); ``views``: those of weak views, each (N, C);
+        ``seed`` draws the order of tied scores."""
         predicted = probabilities.argmax(dim=1)
         stack = torch.stack([probabilities, *(views or [])])
         score = stack.gather(2, predicted.view(1, -1, 1).expand(len(stack), -1, 1)).squeeze(2).mean(dim=0)
+        draw = torch.randperm(len(probabilities), generator=torch.Generator().manual_seed(seed))
         chosen = []
         for k in predicted.unique().tolist():
             members = (predicted == k).nonzero().flatten()
+            members = members[draw[members].argsort()]  # the stable sort below keeps this order for ties
             order = score[members].argsort(descending=True, stable=True)
             ranked = members[order]
             chosen.append(ranked[: self.keep(score[ranked])])

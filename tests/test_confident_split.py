@@ -70,3 +70,16 @@ def test_the_score_averages_the_predicted_class_over_views():
     split = ConfidentSplit("topk", top_k=1, min_per_class=0)(PROBABILITIES, views=[weak, weak])
     assert torch.allclose(split.score[:2], torch.tensor([(0.95 + 0.2 + 0.2) / 3, (0.9 + 0.85 + 0.85) / 3]))
     assert split.confident.tolist() == [1, 3, 5]
+
+
+def test_ties_fall_by_a_seeded_draw_not_by_file_order():
+    # twelve images, all predicted class 0 with the same saturated score: half are kept
+    probabilities = torch.tensor([[1.0, 0.0]] * 12)
+    kept = {seed: ConfidentSplit(fraction=0.5)(probabilities, seed=seed).confident.tolist() for seed in range(4)}
+    assert all(len(k) == 6 for k in kept.values())
+    assert kept[0] == ConfidentSplit(fraction=0.5)(probabilities, seed=0).confident.tolist()  # the same seed, the same draw
+    assert len({tuple(k) for k in kept.values()}) > 1 and list(range(6)) not in kept.values()
+    # a higher score still wins over any draw
+    probabilities[7] = torch.tensor([1.0, 0.0])
+    probabilities[:7] = probabilities[8:] = torch.tensor([0.9, 0.1])
+    assert all(7 in ConfidentSplit(fraction=0.1)(probabilities, seed=s).confident.tolist() for s in range(4))

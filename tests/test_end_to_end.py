@@ -140,17 +140,28 @@ def test_generation_resumes_image_by_image(tmp_path, tiny_config, small_target):
     assert kept.stat().st_mtime_ns == stamp  # not rendered again
 
 
-def test_real_labelled_source_skips_synthesis_and_flat_target_is_unlabelled(tiny_run, tmp_path, tiny_config, small_target):
+def test_real_labelled_source_skips_synthesis_and_training_is_blind_to_the_target_labels(tiny_run, tmp_path, tiny_config, small_target):
+    """The same target images as a labelled folder, with its class folders renamed by a
+    permutation, and flat: the same weights, bit for bit, and the same predictions."""
     synthetic, _, _ = tiny_run
-    flat = tmp_path / "flat"
-    flat.mkdir()
-    for image in sorted(small_target.rglob("*.png"))[::3]:
-        (flat / f"{image.parent.name}_{image.name}").write_bytes(image.read_bytes())
-    out = tmp_path / "run"
-    proc = aa("run", "--config", tiny_config, "--source", synthetic / "source", "--target", flat, "--out", out, check=0)
-    assert list(stage_lines(proc.stderr)) == ["adapt", "refine", "evaluate"]
-    assert not (out / "prompts.jsonl").exists()
-    metrics = read_json(out / "metrics.json")
+    renamed, flat = tmp_path / "renamed", tmp_path / "flat"
+    permutation = {str(d): str((3 * d + 1) % 10) for d in range(10)}
+    for image in sorted(small_target.rglob("*.png")):
+        (renamed / permutation[image.parent.name]).mkdir(parents=True, exist_ok=True)
+        (renamed / permutation[image.parent.name] / image.name).write_bytes(image.read_bytes())
+        flat.mkdir(exist_ok=True)
+        (flat / image.name).write_bytes(image.read_bytes())
+    outputs = {}
+    for name, target in (("labelled", small_target), ("renamed", renamed), ("flat", flat)):
+        out = tmp_path / f"run-{name}"
+        proc = aa("run", "--config", tiny_config, "--source", synthetic / "source", "--target", target, "--out", out, check=0)
+        assert list(stage_lines(proc.stderr)) == ["adapt", "refine", "evaluate"]
+        assert not (out / "prompts.jsonl").exists()
+        with open(out / "predictions.csv") as f:
+            predictions = {row["image"].split("/")[-1]: row["predicted"] for row in csv.DictReader(f)}
+        outputs[name] = [(out / f"{w}.safetensors").read_bytes() for w in ("adapt", "refine")], predictions
+    assert outputs["labelled"] == outputs["renamed"] == outputs["flat"]
+    metrics = read_json(tmp_path / "run-flat" / "metrics.json")
     assert "target_accuracy" not in metrics and metrics["labelled_target"] is False
     assert "the target has no labels" in proc.stdout
 

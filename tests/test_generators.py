@@ -98,6 +98,27 @@ def test_glyph_without_fonts_is_a_clear_error(tmp_path):
         glyph(model=str(tmp_path))
 
 
+def test_glyph_draws_with_the_bundled_fonts_whatever_the_machine_has(tmp_path, monkeypatch):
+    import shutil
+
+    from aa_generators import outline_fonts as of
+
+    bundled = glyph().fonts
+    outline = [f for f in bundled if isinstance(f, of.OutlineFont)]
+    assert len(outline) == len(of.BUNDLED) == 21 and all(f.path.parent.parts[-3:] == ("mpl-data", "fonts", "ttf") for f in outline)
+    styles = {(f.family, f.weight, f.italic) for f in outline}
+    assert {("monospace", "regular", False), ("serif", "bold", True), ("sans-serif", "bold", True)} <= styles
+    prompts, seeds = [f"a digit {d}" for d in DIGITS] * 3, range(30)
+    before = [im.tobytes() for im in glyph().generate(prompts, seeds)]
+    # the machine gains a font: the default images stay, the machine's-fonts option sees it
+    shutil.copy(outline[0].path, tmp_path / "Extra-Heavy.ttf")
+    monkeypatch.setattr(of, "FONT_DIRS", [str(tmp_path)])
+    assert [im.tobytes() for im in glyph().generate(prompts, seeds)] == before
+    system = glyph(model="system").fonts
+    assert [f.path for f in system if isinstance(f, of.OutlineFont)] == [tmp_path / "Extra-Heavy.ttf"]
+    assert len(system) == 1 + len(bundled) - len(outline)  # the stroke fonts join the machine's
+
+
 def test_glyph_never_reproduces_a_target_image():
     from PIL import Image
     from sklearn.datasets import load_digits

@@ -2,10 +2,17 @@
 
 Files that do not open as images are left out and listed (``ImageList.unreadable``): one bad
 download must not stop a run over thousands of good images.
+
+The images are ordered by their content (the SHA-256 of the file's bytes), not by their paths:
+class folders are labels, and an order that followed them would let the labels steer which
+images share a batch. The same images given as a labelled folder, as one whose class folders are
+renamed, or flat, come in the same order, and so train the same weights.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,23 +27,27 @@ def is_image(path: Path) -> bool:
     return not path.name.startswith(".") and path.is_file() and has_file_allowed_extension(path.name, IMG_EXTENSIONS)
 
 
-def opens(path: str) -> bool:
-    """Whether ``path`` parses as an image (header and structure; pixels decode later)."""
+def content_key(path: Path) -> str | None:
+    """The SHA-256 of the file's bytes if it parses as an image (header and structure; pixels
+    decode later), else ``None``. The file is read once for both."""
+    data = path.read_bytes()
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data)) as image:
             image.verify()
-        return True
     except Exception:  # PIL raises many kinds (UnidentifiedImageError, SyntaxError, OSError...)
-        return False
+        return None
+    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass
 class ImageList:
-    """The readable images of a folder, and their class indices (``None`` for a flat folder)."""
+    """The readable images of a folder in content order, their class indices (``None`` for a flat
+    folder) and content keys."""
 
     root: Path
     paths: list[str]
     labels: list[int] | None
+    keys: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # relative to ``root``
 
     def __len__(self) -> int:
@@ -70,14 +81,17 @@ def open_image_folder(root: str | Path, categories: list[str], *, labelled: bool
         found = [(p, categories.index(c)) for c in classes for p in sorted((root / c).rglob("*")) if is_image(p)]
     else:
         found = [(p, -1) for p in sorted(root.iterdir()) if is_image(p)]
-    good = [(str(p), label) for p, label in found if opens(str(p))]
-    bad = sorted({str(p.relative_to(root)) for p, _ in found} - {str(Path(p).relative_to(root)) for p, _ in good})
+    keyed = [(content_key(p), p.name, str(p), label) for p, label in found]
+    # identical files tie on the key; their order cannot change a pixel, so the name settles it
+    good = sorted(row for row in keyed if row[0] is not None)
+    bad = sorted(str(Path(p).relative_to(root)) for key, _, p, _ in keyed if key is None)
     if not good:
         what = f"{len(bad)} file(s), none of which opens as an image" if bad else f"no images ({', '.join(sorted(IMG_EXTENSIONS))})"
         raise AAError(f"image folder {root} holds {what}; add readable images")
     return ImageList(
         root=root,
-        paths=[p for p, _ in good],
-        labels=[label for _, label in good] if classes else None,
+        paths=[p for _, _, p, _ in good],
+        labels=[label for *_, label in good] if classes else None,
+        keys=[key for key, *_ in good],
         unreadable=bad,
     )

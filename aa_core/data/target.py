@@ -8,7 +8,7 @@ The labels are split once, by a fixed seed and per class, into a development par
 
 from __future__ import annotations
 
-import random
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,13 +35,14 @@ class TargetSet:
         return [i for i in range(len(self.paths)) if i not in self.dev]
 
 
-def dev_split(labels: list[int], fraction: float) -> frozenset[int]:
-    """``round(fraction * n_k)`` images of each class ``k``, drawn with ``DEV_SPLIT_SEED``."""
-    rng = random.Random(DEV_SPLIT_SEED)
+def dev_split(labels: list[int], keys: list[str], fraction: float) -> frozenset[int]:
+    """``round(fraction * n_k)`` images of each class ``k``: those first by the hash of
+    ``DEV_SPLIT_SEED`` and their content ``keys``. Fixed, independent of the run's seed, of the
+    order of the classes and of their names."""
+    draw = [hashlib.sha256(f"{DEV_SPLIT_SEED}:{key}".encode()).hexdigest() for key in keys]
     dev: set[int] = set()
-    for k in sorted(set(labels)):
-        members = [i for i, label in enumerate(labels) if label == k]
-        rng.shuffle(members)
+    for k in set(labels):
+        members = sorted((i for i, label in enumerate(labels) if label == k), key=lambda i: (draw[i], i))
         dev.update(members[: round(fraction * len(members))])
     return frozenset(dev)
 
@@ -50,5 +51,5 @@ def open_target(spec: str, categories: list[str], dev_fraction: float = 0.0) -> 
     """``spec`` is a built-in data set name or an image folder."""
     root = builtin_dataset(spec) if spec in BUILTIN_DATASETS else Path(spec).expanduser()
     found = open_image_folder(root, categories)
-    dev = dev_split(found.labels, dev_fraction) if found.labels is not None and dev_fraction > 0 else frozenset()
+    dev = dev_split(found.labels, found.keys, dev_fraction) if found.labels is not None and dev_fraction > 0 else frozenset()
     return TargetSet(root=root, paths=found.paths, labels=found.labels, dev=dev, unreadable=found.unreadable)

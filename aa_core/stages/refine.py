@@ -45,7 +45,7 @@ def split_target(ctx: StageContext, predictor, images) -> tuple[Split, dict]:
     r, fmt, accelerator, workers = ctx.config.refine, ctx.input_format, ctx.accelerator, ctx.config.data.num_workers
     plain = predict_probabilities(predictor, Views(images, [fmt.plain()]), accelerator, num_workers=workers)
     views = [predict_probabilities(predictor, Views(images, [fmt.weak()]), accelerator, num_workers=workers) for _ in range(r.views)]
-    split = ConfidentSplit(r.strategy, r.confident_fraction, r.threshold, r.top_k, r.min_per_class)(plain, views)
+    split = ConfidentSplit(r.strategy, r.confident_fraction, r.threshold, r.top_k, r.min_per_class)(plain, views, ctx.config.seed)
     agree = torch.ones(len(plain), dtype=torch.bool)
     for view in views:
         agree &= view.argmax(dim=1) == split.predicted

@@ -1,10 +1,11 @@
 """glyph: a text-to-image generator for categories that can be written, rendered with fonts.
 
 It reads the category and the style words of each prompt ("a bold slanted handwritten digit 7")
-and draws the category's text with an installed font that fits the style: family, weight and
+and draws the category's text with a font that fits the style: family, weight and
 italics choose the face; slant, width, stroke, size and rotation shape the drawing; words such
-as "handwritten" add a smooth elastic wobble. Fonts are outline fonts (.ttf, .otf: the system's
-and those Python packages ship) and stroke fonts drawn with a round pen (the Hershey faces, and
+as "handwritten" add a smooth elastic wobble. Fonts are outline fonts (.ttf, .otf: by default a
+fixed set matplotlib ships, so the images are the same on every machine; ``generator.model:
+system`` uses the machine's own, a path a font file or folder alone) and stroke fonts drawn with a round pen (the Hershey faces, and
 ``hand``: the digits as people write them). Everything random comes from the image's seed.
 It never looks at the target: the gap between typefaces and handwriting is a real domain gap.
 
@@ -24,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aa_core.api import AAError, GeneratorContext, ImageGenerator
 from aa_generators.hand_font import HandFont, hand_fonts
-from aa_generators.outline_fonts import OutlineFont, outline_fonts
+from aa_generators.outline_fonts import SYSTEM, OutlineFont, outline_fonts
 from aa_generators.stroke_fonts import StrokeFont, stroke_fonts
 from aa_generators.style import GlyphStyle, read_style
 
@@ -44,11 +45,11 @@ class GlyphGenerator(ImageGenerator):
 
     def __init__(self, options: GlyphOptions, context: GeneratorContext):
         super().__init__(options, context)
-        # a chosen font folder is used alone; by default every installed font joins
-        self.fonts: list[Font] = outline_fonts(context.model) + ([] if context.model else stroke_fonts() + hand_fonts())
+        # a chosen font folder is used alone; the bundled or the system fonts join the stroke fonts
+        alone = context.model not in (None, SYSTEM)
+        self.fonts: list[Font] = outline_fonts(context.model) + ([] if alone else stroke_fonts() + hand_fonts())
         if not self.fonts:
-            where = context.model or "the system font folders"
-            raise AAError(f"glyph found no .ttf or .otf fonts in {where}; install fonts or set generator.model to a font folder")
+            raise AAError(f"glyph found no .ttf or .otf fonts in {context.model}; set generator.model to a font file or folder")
         # longest names first, so "10" is found before "1"
         names = sorted(context.categories, key=len, reverse=True)
         self._category = re.compile("|".join(rf"(?<!\w){re.escape(n)}(?!\w)" for n in names))

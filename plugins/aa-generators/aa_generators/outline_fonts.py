@@ -1,13 +1,17 @@
-"""Outline fonts (.ttf, .otf): those in the system font folders and those Python packages ship.
+"""Outline fonts (.ttf, .otf): a fixed set a dependency ships, or the machine's own.
 
-Packages of the Python Fonts convention (``font-*`` on PyPI) register their files under the
-``fonts_ttf`` entry-point group; their files are found without importing them. A font's style
-(family, weight, italics, hand-drawn) is read from its file name and its package's summary.
+By default glyph draws with ``bundled_fonts()``: the DejaVu, STIX and Computer Modern faces that
+matplotlib (a dependency) carries, so the default task's images, and its figures, are the same
+on every machine whatever fonts it has installed. ``system_fonts()`` adds the system font folders
+and packages of the Python Fonts convention (``font-*`` on PyPI, registered under the
+``fonts_ttf`` entry-point group, found without importing them). A font's style (family, weight,
+italics, hand-drawn) is read from its name and its package's summary.
 """
 
 from __future__ import annotations
 
 import importlib.metadata as md
+import importlib.util
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -29,10 +33,11 @@ def _face(path: Path) -> ImageFont.FreeTypeFont:
 class OutlineFont:
     path: Path
     about: str = ""  # the shipping package's summary, if any
+    name: str = ""  # style words where the file's name has none (cmtt10 is a monospace face)
 
     @property
     def _name(self) -> str:
-        return self.path.stem.lower()
+        return (self.name or self.path.stem).lower()
 
     @property
     def family(self) -> str:
@@ -89,15 +94,57 @@ def packaged_fonts() -> list[OutlineFont]:
     return found
 
 
-def outline_fonts(where: str | None = None) -> list[OutlineFont]:
-    """Fonts in ``where`` (a font file or folder), else the system's and the packaged ones."""
-    roots = [Path(where).expanduser()] if where else [Path(d).expanduser() for d in FONT_DIRS]
+# matplotlib's faces that have the digits and Latin letters (its symbol, display and last-resort
+# faces do not), with the style words their file names lack
+BUNDLED = {
+    **{f"DejaVu{face}{cut}.ttf": "" for face in ("Sans", "Serif", "SansMono") for cut in ("", "-Bold")},
+    **{f"DejaVu{face}-{cut}.ttf": "" for face in ("Sans", "SansMono") for cut in ("Oblique", "BoldOblique")},
+    **{f"DejaVuSerif-{cut}.ttf": "" for cut in ("Italic", "BoldItalic")},
+    "STIXGeneral.ttf": "stix serif",
+    "STIXGeneralBol.ttf": "stix serif bold",
+    "STIXGeneralItalic.ttf": "stix serif italic",
+    "STIXGeneralBolIta.ttf": "stix serif bold italic",
+    "cmr10.ttf": "computer modern serif",
+    "cmb10.ttf": "computer modern serif bold",
+    "cmti10.ttf": "computer modern serif italic",
+    "cmss10.ttf": "computer modern sans",
+    "cmtt10.ttf": "computer modern mono",
+}
+
+
+def bundled_fonts() -> list[OutlineFont]:
+    """The faces of ``BUNDLED`` in matplotlib's data folder (located without importing it)."""
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    folder = Path(spec.submodule_search_locations[0]) / "mpl-data" / "fonts" / "ttf"
+    return [OutlineFont(folder / file, name=name) for file, name in sorted(BUNDLED.items()) if (folder / file).is_file()]
+
+
+def folder_fonts(roots: list[Path]) -> list[OutlineFont]:
     found = []
     for root in roots:
         if root.is_file():
             found.append(OutlineFont(root))
         elif root.is_dir():
             found += [OutlineFont(p) for p in sorted(root.rglob("*")) if p.suffix.lower() in SUFFIXES]
+    return found
+
+
+def system_fonts() -> list[OutlineFont]:
+    """The machine's fonts: its font folders' and those installed Python packages ship."""
+    return folder_fonts([Path(d).expanduser() for d in FONT_DIRS]) + packaged_fonts()
+
+
+SYSTEM = "system"  # generator.model's word for the machine's own fonts
+
+
+def outline_fonts(where: str | None = None) -> list[OutlineFont]:
+    """Fonts in ``where`` (a font file or folder, or ``"system"``), else the bundled ones."""
     if where is None:
-        found += packaged_fonts()
+        found = bundled_fonts()
+    elif where == SYSTEM:
+        found = system_fonts()
+    else:
+        found = folder_fonts([Path(where).expanduser()])
     return sorted(set(found), key=lambda f: str(f.path))
