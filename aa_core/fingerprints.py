@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aa_core.context import StageContext
+from aa_core.credentials import blanked
 from aa_core.run_folder import fingerprint, folder_digest
 
 
@@ -104,11 +105,12 @@ def adapt_inputs(ctx: StageContext) -> dict:
 def refine_inputs(ctx: StageContext) -> dict:
     c = ctx.config
     train = c.train.model_dump(include={"batch_size", "refine_steps"})
-    return {"seed": c.seed, "refine": c.refine.model_dump(), "ssl": c.ssl.model_dump(), "train": train, "impl": ctx.version("ssl")}
+    refine = c.refine.model_dump(exclude={"keep"})  # the evaluation's choice, not the training's
+    return {"seed": c.seed, "refine": refine, "ssl": c.ssl.model_dump(), "train": train, "impl": ctx.version("ssl")}
 
 
 def evaluate_inputs(ctx: StageContext) -> dict:
-    return {"dev_fraction": ctx.config.data.dev_fraction}
+    return {"dev_fraction": ctx.config.data.dev_fraction, "keep": ctx.config.refine.keep}
 
 
 INPUTS = {
@@ -124,5 +126,6 @@ def fingerprints(ctx: StageContext, stages: list[str]) -> dict[str, str]:
     """The fingerprint of each of ``stages`` (in order), chained: each covers the one before it."""
     out, upstream = {}, None
     for stage in stages:
-        upstream = out[stage] = fingerprint({"inputs": INPUTS[stage](ctx), "upstream": upstream})
+        # of the inputs as config.yaml records them, credentials blanked: a config read back fingerprints the same
+        upstream = out[stage] = fingerprint({"inputs": blanked(INPUTS[stage](ctx)), "upstream": upstream})
     return out

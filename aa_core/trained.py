@@ -11,6 +11,8 @@ once), so whatever a stage draws after loading a model is the same as if it had 
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 from aa_core.context import StageContext
@@ -19,9 +21,19 @@ from aa_core.training.weights import load_weights
 TRAINED = ("source_only", "adapt", "refine")  # the stages that save a network, in order
 
 
-def final_stage(ctx: StageContext) -> str:
-    """The stage whose network is the run's final model: refine where the run refines, else adapt."""
+def last_trained(ctx: StageContext) -> str:
+    """The last stage that trains a network: refine where the run refines, else adapt."""
     return "refine" if ctx.active("ssl") else "adapt"
+
+
+def final_stage(ctx: StageContext) -> str:
+    """The stage whose network is the run's result: as the evaluation chose it without labels
+    (``aa_core.final_model``), else, before the evaluation has run, the last one trained."""
+    if ctx.folder.metrics.is_file():
+        chosen = json.loads(ctx.folder.metrics.read_text()).get("final", {}).get("model")
+        if chosen in TRAINED:
+            return chosen
+    return last_trained(ctx)
 
 
 def network(ctx: StageContext, stage: str) -> torch.nn.Module:

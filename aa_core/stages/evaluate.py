@@ -1,5 +1,8 @@
-"""Stage 4: predict the target with the final model -> ``predictions.csv`` and ``metrics.json``.
+"""Stage 4: choose the final model without labels, predict the target with it -> ``predictions.csv``
+and ``metrics.json``.
 
+Every model the run trained predicts the target; label-free criteria of its predictions are
+recorded, and where the run refines, ``final_model.choose`` keeps the refined or the adapted model.
 Accuracies are reported for every model the run trained, and only when the target folder has
 labels: ``target_accuracy`` on the test part of the labels, ``dev_accuracy`` on the development
 part (``data.dev_fraction``; the one that tuning may read). They are computed here, after all
@@ -16,7 +19,8 @@ import torch
 from aa_core.context import StageContext
 from aa_core.data.views import Views
 from aa_core.run_folder import write_atomic
-from aa_core.trained import TRAINED, final_stage, trained_model
+from aa_core.final_model import choose, label_free
+from aa_core.trained import TRAINED, last_trained, trained_model
 from aa_core.training.predict import predict_probabilities
 
 
@@ -46,11 +50,11 @@ def run(ctx: StageContext) -> None:
     accelerator = ctx.accelerator
     target = ctx.target
     images = Views(ctx.prepared(target.paths), [ctx.input_format.plain()])
-    test, dev = {}, {}
-    probabilities = None
-    for name in TRAINED[: TRAINED.index(final_stage(ctx)) + 1]:  # the final model last
+    test, dev, criteria, predictions = {}, {}, {}, {}
+    for name in TRAINED[: TRAINED.index(last_trained(ctx)) + 1]:
         model = accelerator.prepare_model(trained_model(ctx, name), evaluation_mode=True)
         probabilities = predict_probabilities(model, images, accelerator, num_workers=ctx.config.data.num_workers)
+        criteria[name], predictions[name] = label_free(probabilities), probabilities.max(dim=1)
         if target.labels is not None:
             predicted = probabilities.argmax(dim=1)
             if target.test:
@@ -59,13 +63,19 @@ def run(ctx: StageContext) -> None:
                 dev[name] = accuracy(predicted, target.labels, sorted(target.dev))
     if not ctx.is_main:
         return
-    confidence, predicted = probabilities.max(dim=1)  # the last model is the final one
+    final, reason = "adapt", "the run does not refine"
+    if ctx.active("ssl"):
+        reliable = json.loads(ctx.folder.split_stats.read_text())["reliable"]
+        final, reason = choose(ctx.config.refine.keep, reliable, criteria["adapt"], criteria["refine"])
+    confidence, predicted = predictions[final]
     with open(ctx.folder.predictions, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["image", "predicted", "confidence"])
         for name, k, p in zip(target.names, predicted.tolist(), confidence.tolist()):
             writer.writerow([name, ctx.categories[k], f"{p:.4f}"])
     metrics = {"target_images": len(target.paths), "labelled_target": target.labels is not None}
+    metrics["final"] = {"model": final, "reason": reason}
+    metrics["label_free"] = criteria
     if test:
         metrics["target_accuracy"] = test
         metrics["test_images"] = len(target.test)
