@@ -65,7 +65,7 @@ def main() -> None:
             m = run(root / pair / f"seed{seed}", seed, extra)
             dev, test, crit = m["dev_accuracy"], m["target_accuracy"], m["label_free"]
             kept, _ = choose("auto", m["split"]["reliable"], crit["adapt"], crit["refine"])
-            better = lambda acc: acc[kept] >= max(acc["adapt"], acc["refine"])  # noqa: E731
+            better = lambda acc, kept=kept: acc[kept] >= max(acc["adapt"], acc["refine"])  # noqa: E731
             cost = max(0.0, test["refine"] - test[kept])  # what keeping cost where refining helped
             summary.setdefault(pair, []).append((better(dev), better(test), cost))
             print(

@@ -18,8 +18,8 @@ import torch
 
 from aa_core.context import StageContext
 from aa_core.data.views import Views
-from aa_core.run_folder import write_atomic
 from aa_core.final_model import choose, label_free
+from aa_core.run_folder import write_atomic
 from aa_core.trained import TRAINED, last_trained, trained_model
 from aa_core.training.predict import predict_probabilities
 
