@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,6 +60,27 @@ def test_run_writes_every_artefact(tiny_run, small_target):
     assert len(rows) == 60 and sum(r["confident"] == "1" for r in rows) == split["selected"]
     if not split["reliable"]:
         assert "WARNING: the confident part looks unreliable" in proc.stderr
+
+
+def test_refine_keep_chooses_the_final_model_without_retraining(tiny_run, tmp_path, small_target):
+    from aa_core.runs import Run
+
+    out, tiny_config, proc = tiny_run
+    metrics = read_json(out / "metrics.json")
+    final = metrics["final"]
+    assert set(metrics["label_free"]) == {"source_only", "adapt", "refine"}
+    assert f"final model: {final['model']} ({final['reason']})" in proc.stdout
+    assert Run.open(out).final_stage == final["model"]
+    predictions = (out / "predictions.csv").read_text()
+    for keep in ("adapt", "refine"):
+        forced = tmp_path / keep
+        shutil.copytree(out, forced)
+        proc = aa("run", "--config", tiny_config, "--target", small_target, "--out", forced, "--set", f"refine.keep={keep}", check=0)
+        assert stage_lines(proc.stderr) == {**{s: "reused" for s in ("prompts", "generate", "adapt", "refine")}, "evaluate": "done"}
+        assert read_json(forced / "metrics.json")["final"] == {"model": keep, "reason": f"refine.keep is {keep}"}
+        assert Run.open(forced).final_stage == keep
+        if keep == final["model"]:
+            assert (forced / "predictions.csv").read_text() == predictions
 
 
 def test_synthetic_source_loads_with_datasets_imagefolder(tiny_run):

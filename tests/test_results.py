@@ -109,7 +109,8 @@ def test_with_devices_the_runs_of_a_phase_go_one_per_device_at_once(tmp_path, ti
 def fake_run(folder, seed, uda, accuracy, seconds):
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "uda": {"name": uda}, "ssl": {"name": "none"}}))
-    metrics = {"target_accuracy": {"source_only": 0.5, "adapt": accuracy}, "seconds": {"adapt": seconds}}
+    metrics = {"target_accuracy": {"source_only": 0.5, "adapt": accuracy}, "dev_accuracy": {"source_only": 0.4, "adapt": accuracy - 0.1},
+               "final": {"model": "adapt"}, "seconds": {"adapt": seconds}}  # fmt: skip
     (folder / "metrics.json").write_text(json.dumps(metrics))
 
 
@@ -122,6 +123,8 @@ def test_compare_averages_seeds_per_configuration(tmp_path):
     assert set(rows) == {"uda.name=dann", "uda.name=mcd"}
     assert rows["uda.name=dann"]["adapt"] == "0.8500 ± 0.0707" and rows["uda.name=dann"]["seeds"] == "2"
     assert rows["uda.name=mcd"]["adapt"] == "0.8000 ± 0.1414" and rows["uda.name=mcd"]["seconds"] == "20.0"
+    assert rows["uda.name=dann"]["dev adapt"] == "0.7500 ± 0.0707" and rows["uda.name=dann"]["dev source_only"] == "0.4000 ± 0.0000"
+    assert rows["uda.name=mcd"]["final"] == rows["uda.name=mcd"]["adapt"]
     assert rows["uda.name=mcd"]["refine"] == "" and "uda.name=mcd" in proc.stdout
     missing = aa("compare", tmp_path / "nowhere")
     assert missing.returncode == 1

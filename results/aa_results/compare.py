@@ -4,9 +4,11 @@ Runs are the finished run folders named, or found under the folders named (a swe
 Runs that differ only in their seed are one configuration; a configuration is named by the
 settings that tell it from the others (``uda.name=mcd ssl.name=mixmatch``). Columns: target
 accuracy after source-only training, adaptation and refinement, as mean ± standard deviation
-over the seeds (test half of the labels; blank where the target has no labels or the stage did
-not run), the number of seeds, and the mean seconds of a whole run (shared stages counted with
-the time they took where they ran).
+over the seeds, on the test half of the labels and (``dev ...``) on the development half, the
+one choices may be made on; ``final``: the test accuracy of the model each run kept as its result
+(chosen without labels, ``aa_core.final_model``); blank where the target has no labels or the
+stage did not run; the number of seeds, and the mean seconds of a whole run (shared stages
+counted with the time they took where they ran).
 """
 
 from __future__ import annotations
@@ -81,12 +83,20 @@ def table(runs: list[Run]) -> list[dict]:
     rows = []
     for label, members in groups.items():
         row = {"configuration": label, "seeds": len(members)}
-        for model in MODELS:
-            row[model] = mean_std([r.metrics["target_accuracy"][model] for r in members if model in r.metrics.get("target_accuracy", {})])
+        for key, prefix in (("target_accuracy", ""), ("dev_accuracy", "dev ")):
+            for model in MODELS:
+                row[prefix + model] = mean_std([r.metrics[key][model] for r in members if model in r.metrics.get(key, {})])
+        row["final"] = mean_std([final_accuracy(r.metrics) for r in members if final_accuracy(r.metrics) is not None])
         seconds = [sum(r.metrics.get("seconds", {}).values()) for r in members]
         row["seconds"] = f"{statistics.mean(seconds):.1f}"
         rows.append(row)
     return rows
+
+
+def final_accuracy(metrics: dict) -> float | None:
+    """The test accuracy of the model the run kept as its result."""
+    final = metrics.get("final", {}).get("model")
+    return metrics.get("target_accuracy", {}).get(final)
 
 
 def markdown(rows: list[dict]) -> str:
