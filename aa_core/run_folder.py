@@ -56,9 +56,13 @@ def folder_digest(root: Path) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader sees the old or the new file, never a part."""
+    """Write ``text`` to ``path`` so that a reader sees the old or the new file, never a part,
+    even after a crash of the machine: the bytes reach the disk before the rename publishes them."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
