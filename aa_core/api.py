@@ -33,6 +33,7 @@ Training helpers::
 Errors::
 
     AAError                  a problem the user can fix: printed as one line, no traceback
+    blank_credentials        a text with the password or key inside each URL in it blanked (for messages)
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ if TYPE_CHECKING:  # for readers and type checkers; at run time they load on fir
         UDABatch,
         UDAData,
     )
+    from aa_core.credentials import blank_credentials
     from aa_core.models.classifier import ImageClassifier
     from aa_core.models.dropout import Dropout
     from aa_core.training.ema import EMA
@@ -90,6 +92,7 @@ _LAZY = {
     "fused": "aa_core.training.optim",
     "frozen": "aa_core.training.frozen",
     "EMA": "aa_core.training.ema",
+    "blank_credentials": "aa_core.credentials",
 }
 
 __all__ = [
@@ -117,6 +120,7 @@ __all__ = [
     "UDABatch",
     "UDAData",
     "Update",
+    "blank_credentials",
     "cosine_decay",
     "frozen",
     "fused",

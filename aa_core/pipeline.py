@@ -24,6 +24,7 @@ import yaml
 import aa_core
 from aa_core.config import Config
 from aa_core.context import StageContext
+from aa_core.credentials import blanked
 from aa_core.errors import AAError
 from aa_core.fingerprints import fingerprints
 from aa_core.kinds import KINDS, chosen
@@ -70,7 +71,7 @@ def read_config(folder: RunFolder) -> dict:
 
 
 def write_config(ctx: StageContext) -> None:
-    record = ctx.config.model_dump(mode="json")
+    record = blanked(ctx.config.model_dump(mode="json"))  # no password of a URL option on disk
     record["plugins"] = {kind: ctx.version(kind) for kind in chosen_kinds(ctx.config) if not KINDS[kind].several}
     for kind in (k for k in chosen_kinds(ctx.config) if KINDS[k].several):
         record["plugins"][kind] = {name: ctx.distribution(kind, name) for name in chosen(ctx.config, kind)}
@@ -166,7 +167,7 @@ def run_stages(ctx: StageContext, stages: list[str], fps: dict[str, str], only: 
     hook = plugin_manager().hook if main else None
     if main:
         write_config(ctx)
-        hook.aa_run_start(run_dir=folder.root, config=config.model_dump(mode="json"))
+        hook.aa_run_start(run_dir=folder.root, config=blanked(config.model_dump(mode="json")))
     to_run = stale_from(folder, fps, wanted)
     accelerator.wait_for_everyone()  # every process has read stages.json before it changes
     for stage in wanted:

@@ -3,7 +3,8 @@
 ``with ChatServer(reply) as server:`` serves ``POST /v1/chat/completions`` (and
 ``/chat/completions``) on ``server.url``; ``reply(request_json) -> (status, headers, body)``
 decides each answer (``body`` a dict is sent as JSON). ``server.requests`` records the request
-bodies, ``server.headers`` their headers.
+bodies, ``server.headers`` their headers, ``server.paths`` the paths posted to. A subclass that
+speaks another provider's API overrides ``respond`` (``anthropic_server.MessagesServer``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class ChatServer:
         self.reply = reply
         self.requests: list[dict] = []
         self.headers: list[dict] = []
+        self.paths: list[str] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,7 +44,8 @@ class ChatServer:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 server.requests.append(body)
                 server.headers.append(dict(self.headers))
-                status, headers, payload = server.reply(body)
+                server.paths.append(self.path)
+                status, headers, payload = server.respond(self.path, self.headers, body)
                 data = json.dumps(payload).encode() if isinstance(payload, dict) else str(payload).encode()
                 try:
                     self.send_response(status)
@@ -60,7 +63,10 @@ class ChatServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def respond(self, path: str, headers, body: dict) -> tuple[int, dict, dict]:
+        return self.reply(body)
 
     def __enter__(self) -> ChatServer:
         self.thread.start()

@@ -1,6 +1,7 @@
 """The answer the model must give, and what is kept of it.
 
-The model answers ``{"prompts": ["...", ...]}`` (JSON mode). A prompt is kept when it names its
+The model answers ``{"prompts": ["...", ...]}``: the whole reply in JSON mode, somewhere in its
+text from a provider without one (prose or a code fence around the object). A prompt is kept when it names its
 category or one of the synonyms the user gives (whole words, any case), and when it is neither
 an exact nor a near duplicate of a prompt kept before: two prompts are near duplicates when the
 sets of their lower-case words overlap by ``near`` or more (Jaccard similarity).
@@ -25,12 +26,17 @@ class MalformedAnswer(ValueError):
 
 
 def parse(text: str) -> list[str]:
-    """The prompts of a reply; a code fence around the JSON is tolerated."""
-    body = re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip())
-    try:
-        return [p.strip() for p in Answer.model_validate(json.loads(body)).prompts if p.strip()]
-    except (json.JSONDecodeError, ValidationError) as exc:
-        raise MalformedAnswer(str(exc).splitlines()[0]) from None
+    """The prompts of a reply: the first JSON object in it that has a ``prompts`` list of text."""
+    decoder, problem = json.JSONDecoder(), "no JSON object in the answer"
+    for start in (m.start() for m in re.finditer(r"\{", text)):
+        try:
+            prompts = Answer.model_validate(decoder.raw_decode(text, start)[0]).prompts
+        except (json.JSONDecodeError, ValidationError) as exc:
+            if start == text.find("{"):  # the outermost object's problem is the one worth reporting
+                problem = str(exc).splitlines()[0]
+            continue
+        return [p.strip() for p in prompts if p.strip()]
+    raise MalformedAnswer(problem)
 
 
 def words(text: str) -> set[str]:

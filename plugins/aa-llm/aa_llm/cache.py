@@ -1,9 +1,10 @@
 """Answers on disk, one JSON file per request, shared by every run on the machine.
 
-The key is a hash of everything that shaped the answer (model, API base, instruction, category,
-domain and its description, N, temperature, seed, round); the entry holds the reply's text and
-its token counts, never a key or a header. Files are written whole (temporary name, then rename)
-so a killed run leaves no half entry.
+The key is a hash of ``FORMAT`` and everything that shaped the answer (model, API base with its
+credentials blanked, instruction, category, domain and its description, N, temperature, seed,
+round); the entry holds the reply's text and its token counts, never a key or a header. A change
+to what an entry holds or how its text is read bumps ``FORMAT``, so no older entry is misread.
+Files are written whole (temporary name, then rename) so a killed run leaves no half entry.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import json
 import os
 from pathlib import Path
 
+FORMAT = 2  # 2: requests carry only the parameters the provider takes; answers parsed from prose too
+
 
 def key_of(inputs: dict) -> str:
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]
+    return hashlib.sha256(json.dumps({"format": FORMAT, **inputs}, sort_keys=True).encode()).hexdigest()[:32]
 
 
 class AnswerCache:
@@ -35,5 +38,5 @@ class AnswerCache:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(entry, indent=1))
+        tmp.write_text(json.dumps({"format": FORMAT, **entry}, indent=1))
         os.replace(tmp, path)
