@@ -106,17 +106,22 @@ class ImageGenerator(Implementation, ABC):
     ``speed_options`` names the options that change memory or speed but never the pixels
     (attention slicing, VAE tiling, CPU offload, compilation): they are left out of each image's
     key, so turning one on keeps every image already made. Every other option is in the key.
+
+    ``reports_withheld``: True when ``generate`` puts ``None`` in place of each image it withholds
+    (its safety checker's verdict), so every image it returns is kept as made, black or not;
+    False, the stage takes an all-black image for a withheld one (a safety checker's black square).
     """
 
     speed_options: ClassVar[frozenset[str]] = frozenset()
+    reports_withheld: ClassVar[bool] = False
 
     def __init__(self, options: BaseModel, context: GeneratorContext):
         self.options = options
         self.context = context
 
     @abstractmethod
-    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[Image]:
-        """Return one PIL image per prompt; image ``i`` is a function of ``prompts[i]`` and ``seeds[i]``."""
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[Image | None]:
+        """Return one PIL image per prompt (``None``: withheld); image ``i`` is a function of ``prompts[i]`` and ``seeds[i]``."""
 
     def close(self) -> None:
         """Release what ``__init__`` loaded (a pipeline on the GPU); called once the stage ends."""
@@ -279,11 +284,23 @@ class UDABatch:
 
 @dataclass
 class UDAData:
-    """The data of an adaptation stage: source ``(image, label)`` and target ``image`` datasets."""
+    """The data of an adaptation stage: source ``(image, label)`` and target ``image`` datasets.
+
+    ``plain_source`` and ``plain_target`` are the same images through the deterministic view,
+    for an algorithm that labels or pairs them (CDTrans); None where ``source`` and ``target``
+    are plain already. ``plain()`` gives whichever applies.
+    """
 
     source: Dataset
     target: Dataset
     loaders: Loaders
+    plain_source: Dataset | None = None
+    plain_target: Dataset | None = None
+
+    def plain(self) -> tuple[Dataset, Dataset]:
+        """Source and target through the deterministic view."""
+        source = self.source if self.plain_source is None else self.plain_source
+        return source, self.target if self.plain_target is None else self.plain_target
 
 
 class UDAAlgorithm(TrainingAlgorithm):

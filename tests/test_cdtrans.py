@@ -127,7 +127,7 @@ def test_batches_are_label_consistent_pairs_and_a_step_trains_every_shared_weigh
     assert isinstance(batch, PairBatch) and len(batch.x_s) == len(batch.x_t) == len(batch.y_t) == 4
     before = {n: p.clone() for n, p in classifier.named_parameters()}
     logs = cdtrans.train_step(batch, step=0)
-    assert set(logs) == {"source", "cross", "distillation", "pairs"} and logs["pairs"] == len(pairs)
+    assert set(logs) == {"source", "target", "distillation", "pairs"} and logs["pairs"] == len(pairs)
     shared = ("backbone.blocks.0.attn.qkv.weight", "backbone.blocks.1.mlp.fc1.weight", "backbone.patch_embed.backbone.0.weight")
     for name in (*shared, "bottleneck.0.weight", "head.weight"):
         assert not torch.equal(before[name], dict(classifier.named_parameters())[name]), name

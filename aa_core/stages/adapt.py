@@ -27,12 +27,15 @@ def run(ctx: StageContext) -> None:
     fmt = ctx.input_format
     source = ctx.source
     view = fmt.view(config.data.adapt_view)
+    images = ctx.prepared(source.paths)
     target = ctx.prepared(ctx.target.paths)  # one Prepared for training and selection
     data = UDAData(
-        source=Views(ctx.prepared(source.paths), [view], labels=source.labels),
+        source=Views(images, [view], labels=source.labels),
         target=Views(target, [view]),
         loaders=Loaders(accelerator, config.seed, config.data.num_workers),
     )
+    if config.data.adapt_view != "plain":  # deterministic views for algorithms that label or pair images (CDTrans)
+        data.plain_source, data.plain_target = Views(images, [fmt.plain()], labels=source.labels), Views(target, [fmt.plain()])
 
     classifier = ctx.new_classifier()
     source_fp = source_only_fingerprint(ctx)

@@ -7,7 +7,9 @@
     \\qquad q_b = p(x_b^{weak})
 
 with :math:`q_b` computed without gradient; the strong view is FixMatch's RandAugment at random
-magnitudes, then Cutout. SGD (Nesterov, momentum 0.9, weight decay 5e-4 on weights only, not
+magnitudes, then Cutout, with timm's operations: their enhancement factors span [0.1, 1.9] and
+Cutout 2-25% of the area, where the paper's Table 12 gives [0.05, 0.95] and a side of up to half
+(docs/ssl-fixmatch.md). SGD (Nesterov, momentum 0.9, weight decay 5e-4 on weights only, not
 biases or norms), learning rate :math:`\\eta\\cos(7\\pi k / 16K)` with :math:`\\eta = 0.03` for a
 backbone trained here, and, for a pretrained backbone, the FixMatch-for-UDA practice (tllib):
 :math:`\\eta = 0.003` with the backbone at a tenth. The final predictions come from an

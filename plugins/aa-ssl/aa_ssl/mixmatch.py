@@ -7,8 +7,10 @@ view of each :math:`x_b` and :math:`K` weak views :math:`\\hat u_{b,k}` of each 
     q_b = \\mathrm{Sharpen}\\Big(\\frac1K \\sum_{k=1}^{K} p(\\hat u_{b,k}),\\ T\\Big), \\qquad
     \\mathrm{Sharpen}(p, T)_c = \\frac{p_c^{1/T}}{\\sum_j p_j^{1/T}}
 
-(no gradient through :math:`q_b`). All views, labelled and unlabelled, with their targets, form
-:math:`\\mathcal W`, shuffled; each is mixed with one of :math:`\\mathcal W`:
+(no gradient through :math:`q_b`; the guessing passes normalise with their batches' statistics
+but leave batch norm's running statistics as they were, as the reference and USB do). All views,
+labelled and unlabelled, with their targets, form :math:`\\mathcal W`, shuffled; each is mixed
+with one of :math:`\\mathcal W`:
 
 .. math::
     \\lambda \\sim \\mathrm{Beta}(\\alpha, \\alpha),\\quad \\lambda' = \\max(\\lambda, 1 - \\lambda),\\quad
@@ -26,7 +28,11 @@ unlabelled weight ramped up linearly over the first fraction :math:`\\rho` of tr
 (lr 0.002; a tenth of it for a timm ``VisionTransformer`` backbone, see below) with decoupled
 weight decay 0.02 on weights (AdamW: each step multiplies them by
 :math:`1 - 0.02 \\cdot \\mathrm{lr}`), predictions from an EMA of the weights (decay 0.999).
-Defaults are the paper's for CIFAR-10 (K=2, T=0.5, alpha=0.75, lambda_u=75).
+Defaults are the paper's for CIFAR-10 (K=2, T=0.5, alpha=0.75, lambda_u=75). The squared error
+is a mean over the :math:`C` classes, as in the paper and its code, so :math:`\\mathcal L_U` shrinks
+as :math:`1/C`; the paper and USB tune :math:`\\lambda_u` per data set rather than scale it with
+:math:`C` (USB: 75 for CIFAR-10, 150 for CIFAR-100), and 75 is kept whatever :math:`C`:
+docs/ssl-mixmatch.md says when to raise it.
 
 Adam moves every weight by about ``lr`` per step whatever its scale, and transformers start
 from weights about ten times smaller than convolutions (truncated normal, std 0.02). After
@@ -42,6 +48,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from aa_core.api import EMA, SSLAlgorithm, SSLBatch, SSLFeed, TrainingContext, Update, fused, param_groups, progress
+from aa_ssl.kept_statistics import kept_statistics
 
 
 def sharpen(p: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -120,8 +127,9 @@ class MixMatch(SSLAlgorithm):
 
     @torch.no_grad()
     def guess(self, views: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """The sharpened average prediction over the K views of each unlabelled image."""
-        average = torch.stack([self.classifier(u).softmax(dim=1) for u in views]).mean(dim=0)
+        """The sharpened average prediction over the K views of each unlabelled image (running statistics kept)."""
+        with kept_statistics(self.classifier):
+            average = torch.stack([self.classifier(u).softmax(dim=1) for u in views]).mean(dim=0)
         return sharpen(average, self.options.temperature)
 
     def train_step(self, batch: SSLBatch, step: int) -> dict[str, float]:

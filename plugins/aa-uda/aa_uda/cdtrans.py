@@ -3,26 +3,28 @@
 Stage one is the core's source-only training of the vision transformer; CDTrans continues from
 it. Every ``total_steps / refreshes`` steps it labels the whole target and pairs source with
 target images (``centre_aware_pairs``: SHOT pseudo-labels :math:`\\hat y_t`, nearest neighbours
-both ways, the label-consistency filter), then trains the weight-shared three-branch transformer
-(``three_branches``) on batches of pairs with
+both ways, the label-consistency filter), on deterministic views of both sets, then trains the
+weight-shared three-branch transformer (``three_branches``) on batches of pairs (in the
+adaptation view) with
 
 .. math::
-    \\mathcal L = \\mathrm{CE}_\\epsilon(o_s, y_s) + \\mathrm{CE}_\\epsilon(o_{st}, \\hat y_t)
+    \\mathcal L = \\mathrm{CE}(o_s, y_s) + \\mathrm{CE}(o_t, \\hat y_t)
       + \\underbrace{\\overline{\\textstyle -\\sum_k \\mathrm{softmax}(o_{st})_k
       \\log \\mathrm{softmax}(o_t)_k}}_{\\text{distillation}}
 
 where :math:`o_s, o_t, o_{st}` are the source, target and source-target (cross-attention)
-branches' logits and :math:`\\mathrm{CE}_\\epsilon` is cross-entropy with label smoothing
-:math:`\\epsilon`. The cross-attention branch sees source and target together, so its
-predictions are the less noisy ones; distillation hands them to the target branch, which alone
-predicts afterwards (the predictor is the classifier itself). As in the reference code, the
-pseudo-labels train the source-target branch and the teacher's probabilities are not detached.
+branches' logits. The target branch learns the pseudo-labels and, by distillation, the
+predictions of the cross-attention branch, which sees source and target together; the target
+branch alone predicts afterwards (the predictor is the classifier itself). This is the authors'
+corrected loss (CDTrans/CDTrans commit 8ee48d0, ``processor/processor_uda.py``): the teacher's
+probabilities are not detached, so the distillation also trains the cross branch, and no label
+smoothing is applied during adaptation (the reference's ``uda.yml``; smoothing is for stage one).
 
 Defaults are the paper's: SGD (momentum 0.9, no Nesterov, weight decay 1e-4) at lr 0.008 for
 every layer, linear warm-up over the first quarter of training then cosine decay (10 and 40
-epochs), gradient norm clipped at 1, four pair refreshes (every 10 of 40 epochs), label
-smoothing 0.1. Variants: ``label_filter=false`` keeps every nearest-neighbour pair (the
-reference's ``WITH_PSEUDO_LABEL_FILTER``). The paper's backbones are DeiT-S and DeiT-B
+epochs), gradient norm clipped at 1, four pair refreshes (every 10 of 40 epochs). Variants:
+``label_filter=false`` keeps every nearest-neighbour pair (the reference's
+``WITH_PSEUDO_LABEL_FILTER``). The paper's backbones are DeiT-S and DeiT-B
 (``model.backbone=deit_small_patch16_224``); the default task gets ``aa_vit_tiny``.
 """
 
@@ -76,7 +78,6 @@ class CDTransOptions(SGDOptions):
     weight_decay: float = 1e-4
     nesterov: bool = False
     backbone_lr_mult: float = Field(1.0, ge=0, description="CDTrans trains the whole transformer at one rate")
-    label_smoothing: float = Field(0.1, ge=0, lt=1, description="of both cross-entropy terms")
     refreshes: int = Field(4, ge=1, description="times the pairs are rebuilt over training, evenly spaced")
     label_filter: bool = Field(True, description="keep only pairs whose source label equals the target pseudo-label")
     warmup: float = Field(0.25, ge=0, lt=1, description="share of training with a linearly rising learning rate")
@@ -128,15 +129,20 @@ class CDTrans(UDAAlgorithm):
 
     @torch.no_grad()
     def label_and_pair(self, data: UDAData) -> tuple[torch.Tensor, torch.Tensor]:
-        """Target pseudo-labels and the filtered (source, target) pairs, from the current model."""
+        """Target pseudo-labels and the filtered (source, target) pairs, from the current model on plain views.
+
+        The reference labels and pairs on its test-time transform: an augmented view would move
+        each image's features by chance, and with them its label and its partner.
+        """
         accelerator = self.context.accelerator
         classifier = accelerator.unwrap_model(self.network).classifier
         training = classifier.training
         classifier.eval()
         size = 4 * self.context.batch_size
-        g_s, y_s = zip(*[(F.normalize(classifier.backbone(x), dim=1), y) for x, y in data.loaders.once(data.source, size)])
+        source, target = data.plain()
+        g_s, y_s = zip(*[(F.normalize(classifier.backbone(x), dim=1), y) for x, y in data.loaders.once(source, size)])
         g_t, f_t, o_t = [], [], []
-        for x in data.loaders.once(data.target, size):
+        for x in data.loaders.once(target, size):
             g = classifier.backbone(x)
             f = classifier.bottleneck(g)
             g_t.append(F.normalize(g, dim=1)), f_t.append(f), o_t.append(classifier.head(f))
@@ -155,9 +161,8 @@ class CDTrans(UDAAlgorithm):
 
     def train_step(self, batch: PairBatch, step: int) -> dict[str, float]:
         o_s, o_t, o_st = self.network(batch.x_s, batch.x_t)
-        eps = self.options.label_smoothing
-        source = F.cross_entropy(o_s, batch.y_s, label_smoothing=eps)
-        cross = F.cross_entropy(o_st, batch.y_t, label_smoothing=eps)
+        source = F.cross_entropy(o_s, batch.y_s)
+        target = F.cross_entropy(o_t, batch.y_t)
         distilled = distillation(o_st, o_t)
-        self.update(source + cross + distilled)
-        return {"source": source.item(), "cross": cross.item(), "distillation": distilled.item(), "pairs": float(self.pairs)}
+        self.update(source + target + distilled)
+        return {"source": source.item(), "target": target.item(), "distillation": distilled.item(), "pairs": float(self.pairs)}

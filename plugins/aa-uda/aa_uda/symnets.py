@@ -19,7 +19,9 @@ discriminator. The feature extractor alone minimises
 
 category-level confusion on the source (the 2K-way cross-entropy of the logits, to both halves),
 domain-level confusion and entropy on the target, with :math:`\\lambda(p) = 2/(1+e^{-10p}) - 1`.
-Each loss reaches only its own parameters, as the reference's gradient split does. SGD (Nesterov,
+Each loss reaches only its own parameters, as the reference's gradient split does. Source and
+target pass the extractor apart, as in both reference repositories, so each batch norm normalises
+each domain by its own statistics (and its running statistics follow both). SGD (Nesterov,
 momentum 0.9, weight decay 1e-4), learning rate :math:`0.01 (1 + 10p)^{-0.75}`, a pretrained
 backbone at a tenth. Predictions come from the target task classifier.
 """
@@ -101,16 +103,17 @@ class SymNets(UDAAlgorithm):
         self.update = Update(optimizer, context.accelerator, lambda_lr(optimizer, context.total_steps, inverse_decay))
 
     def train_step(self, batch: UDABatch, step: int) -> dict[str, float]:
-        n, lam = len(batch.x_s), sigmoid_ramp(progress(step, self.context.total_steps))
-        f = self.g(torch.cat([batch.x_s, batch.x_t]))
+        lam = sigmoid_ramp(progress(step, self.context.total_steps))
+        f_s, f_t = self.g(batch.x_s), self.g(batch.x_t)  # apart: batch norm sees one domain at a time
         # the classifier's loss sees fixed features; the extractor's sees a fixed classifier
-        o = self.fc(f.detach())
+        o_s, o_t = self.fc(f_s.detach()), self.fc(f_t.detach())
         fc = self.context.accelerator.unwrap_model(self.fc)
-        o_g = F.linear(f, fc.weight.detach(), fc.bias.detach())
-        loss_c = self.losses.classifier(o[:n], o[n:], batch.y_s)
-        confusion = self.losses.domain_confusion(o_g[n:])
-        entropy = self.losses.entropy(o_g[n:]) if self.options.entropy else o_g.new_zeros(())
-        loss_g = self.losses.category_confusion(o_g[:n], batch.y_s) + lam * (confusion + entropy)
+        w, b = fc.weight.detach(), fc.bias.detach()
+        g_s, g_t = F.linear(f_s, w, b), F.linear(f_t, w, b)
+        loss_c = self.losses.classifier(o_s, o_t, batch.y_s)
+        confusion = self.losses.domain_confusion(g_t)
+        entropy = self.losses.entropy(g_t) if self.options.entropy else g_t.new_zeros(())
+        loss_g = self.losses.category_confusion(g_s, batch.y_s) + lam * (confusion + entropy)
         self.update(loss_c + loss_g)
         logs = {"classifier": loss_c, "features": loss_g, "domain_confusion": confusion, "entropy": entropy}
         return {**{k: v.item() for k, v in logs.items()}, "lambda": lam}
