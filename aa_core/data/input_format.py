@@ -11,7 +11,8 @@ DeiT), else :math:`\\mu = \\sigma = 0.5`, which scales to [-1, 1]. Augmentations
   ``RANDAUGMENT_OPS`` (Identity among them), each at a magnitude drawn uniformly from its range
   (rotate up to 30 degrees, shear 0.3, translate 30%, brightness, colour, contrast and sharpness
   x0.1 to x1.9, posterize to 4-8 bits, solarize at any threshold), then one grey square of up to
-  half the side erased (Sohn et al. 2020, table 12). Until version 0.1 this view ran every
+  half the side erased: Sohn et al. 2020's table 12 in its operations, but with timm's ranges
+  (its table gives enhancements of x0.05 to x0.95, and a Cutout size of its own). Until version 0.1 this view ran every
   drawn operation at its strongest (rotate 30 degrees, translate 45%, enhancements x1.9) and
   had no Identity; on the digits' dev half that refined no better (docs/ssl-fixmatch.md).
 
