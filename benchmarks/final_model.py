@@ -58,13 +58,12 @@ def main() -> None:
     root = args.keep or Path(tempfile.mkdtemp(prefix="aa-final-"))
     print(f"{'pair':<12} {'seed':>4}  dev: adapt refine  test: adapt refine  reliable  snd: adapt refine  kept    dev-better test-better")
     summary: dict[str, list[tuple[bool, bool, float]]] = {}
-    for pair, extra in pairs(root / "data").items():
-        if pair not in args.pairs:
-            continue
-        for seed in args.seeds:
+    chosen = {pair: extra for pair, extra in pairs(root / "data").items() if pair in args.pairs}
+    for seed in args.seeds:  # every pair's seed 0 first: a stopped benchmark has said something of each
+        for pair, extra in chosen.items():
             m = run(root / pair / f"seed{seed}", seed, extra)
             dev, test, crit = m["dev_accuracy"], m["target_accuracy"], m["label_free"]
-            kept, _ = choose("auto", m["split"]["reliable"], crit["adapt"], crit["refine"])
+            kept, _ = choose("auto", m["split"]["reliable"])
             better = lambda acc, kept=kept: acc[kept] >= max(acc["adapt"], acc["refine"])  # noqa: E731
             cost = max(0.0, test["refine"] - test[kept])  # what keeping cost where refining helped
             summary.setdefault(pair, []).append((better(dev), better(test), cost))

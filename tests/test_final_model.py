@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from aa_core.final_model import SND_TOLERANCE, choose, label_free
+from aa_core.final_model import choose, label_free
 
 
 def test_label_free_criteria_by_hand():
@@ -17,14 +17,9 @@ def test_label_free_criteria_by_hand():
     assert values["snd"] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_the_refined_model_is_kept_only_after_a_reliable_split_that_kept_the_density():
-    adapt = {"entropy": -0.5, "infomax": 1.0, "snd": 2.0}
-    steady = {"entropy": -0.1, "infomax": 1.5, "snd": 2.0 - SND_TOLERANCE / 2}
-    dropped = {"entropy": -0.1, "infomax": 1.5, "snd": 2.0 - 2 * SND_TOLERANCE}
-    assert choose("auto", True, adapt, steady)[0] == "refine"
-    kept, why = choose("auto", True, adapt, dropped)
-    assert kept == "adapt" and "soft neighbourhood density (2.000 -> 1.900)" in why
-    kept, why = choose("auto", False, adapt, steady)
+def test_the_refined_model_is_kept_only_after_a_reliable_split_unless_forced():
+    assert choose("auto", True) == ("refine", "the confident split was reliable")
+    kept, why = choose("auto", False)
     assert kept == "adapt" and "unreliable" in why
-    assert choose("refine", False, adapt, dropped) == ("refine", "refine.keep is refine")
-    assert choose("adapt", True, adapt, steady) == ("adapt", "refine.keep is adapt")
+    assert choose("refine", False) == ("refine", "refine.keep is refine")
+    assert choose("adapt", True) == ("adapt", "refine.keep is adapt")

@@ -66,7 +66,7 @@ def run(ctx: StageContext) -> None:
     final, reason = "adapt", "the run does not refine"
     if ctx.active("ssl"):
         reliable = json.loads(ctx.folder.split_stats.read_text())["reliable"]
-        final, reason = choose(ctx.config.refine.keep, reliable, criteria["adapt"], criteria["refine"])
+        final, reason = choose(ctx.config.refine.keep, reliable)
     confidence, predicted = predictions[final]
     with open(ctx.folder.predictions, "w", newline="") as f:
         writer = csv.writer(f)
