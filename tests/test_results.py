@@ -45,9 +45,18 @@ def assert_generated_once_and_adapted_twice(root):
         assert set(state) == {"prompts", "generate", "source_only", "adapt", "refine", "evaluate"}
 
 
-def test_a_sweep_generates_once_adapts_once_per_algorithm_and_compares_four_rows(tmp_path, tiny_config):
-    root = tmp_path / "sweep"
-    proc = aa("sweep", root, *GRID, "--config", tiny_config, check=0)
+@pytest.fixture(scope="module")
+def four_runs(tmp_path_factory):
+    """2 UDA x 2 SSL algorithms, seed 0, swept once for every test that reads them: (root, aa's output)."""
+    from conftest import TINY
+
+    root = tmp_path_factory.mktemp("four")
+    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    return root / "sweep", aa("sweep", root / "sweep", *GRID, "--config", root / "tiny.yaml", check=0)
+
+
+def test_a_sweep_generates_once_adapts_once_per_algorithm_and_compares_four_rows(four_runs):
+    root, proc = four_runs
     assert "4 of 4 runs done" in proc.stdout
     assert_generated_once_and_adapted_twice(root)
     record = read_json(root / "sweep.json")
@@ -129,6 +138,83 @@ def test_compare_averages_seeds_per_configuration(tmp_path):
     missing = aa("compare", tmp_path / "nowhere")
     assert missing.returncode == 1
     assert missing.stderr.strip() == f"error: {tmp_path / 'nowhere'} does not exist; name run folders or folders holding them"
+
+
+def labelled_run(folder, uda, seed, final, snd, entropy, infomax, dev):
+    """A finished run's record: ``final`` kept, its criteria and dev accuracy as given; the other
+    model's are extreme, so reading them instead would change every pick and regret below."""
+    other = "refine" if final == "adapt" else "adapt"
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "uda": {"name": uda}}))
+    metrics = {"final": {"model": final, "reason": "given"}, "seconds": {"adapt": 1.0},
+               "label_free": {final: {"snd": snd, "entropy": entropy, "infomax": infomax}, other: {"snd": 9, "entropy": 9, "infomax": 9}},
+               "target_accuracy": {final: round(dev - 0.05, 4), other: 0.99}, "dev_accuracy": {final: dev, other: 0.99}}  # fmt: skip
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_compare_select_ranks_by_the_final_models_criterion_over_seeds_and_gives_the_regret(tmp_path):
+    runs = {  # (final model, snd, entropy, infomax, dev accuracy) of seeds 0 and 1
+        "dann": [("adapt", 1.0, -1.0, 0.3, 0.80), ("refine", 3.0, -1.0, 0.5, 0.90)],  # snd 2.0, infomax 0.4, dev 0.85
+        "mcd": [("adapt", 2.5, -2.0, 0.1, 0.70), ("adapt", 2.5, -2.0, 0.1, 0.74)],  # snd 2.5, dev 0.72
+        "symnets": [("refine", 1.5, -0.5, 0.2, 0.60), ("adapt", 2.0, -0.5, 0.2, 0.62)],  # snd 1.75, entropy -0.5, dev 0.61
+    }
+    for uda, seeds in runs.items():
+        for seed, values in enumerate(seeds):
+            labelled_run(tmp_path / "sweep" / uda / f"seed{seed}", uda, seed, *values)
+    proc = aa("compare", tmp_path / "sweep", "--select", "snd", check=0)
+    rows = list(csv.DictReader(open(tmp_path / "sweep" / "compare.csv")))
+    assert [(r["rank"], r["pick"], r["configuration"], r["snd"]) for r in rows] == [
+        ("1", "*", "uda.name=mcd", "2.5000 ± 0.0000"),
+        ("2", "", "uda.name=dann", "2.0000 ± 1.4142"),
+        ("3", "", "uda.name=symnets", "1.7500 ± 0.3536"),
+    ]
+    assert rows[0]["dev final"] == "0.7200 ± 0.0283" and rows[1]["final"] == "0.8000 ± 0.0707"
+    lines = proc.stdout.splitlines()
+    assert "picked by snd: uda.name=mcd" in lines
+    assert "best by dev accuracy: uda.name=dann; regret 0.1300 (dev accuracy given up)" in lines
+    regrets = (tmp_path / "sweep" / "compare.md").read_text().split("\n\n")[1].splitlines()
+    assert regrets[0] == "| criterion | pick | dev final | regret | final |"
+    assert regrets[2:] == [
+        "| entropy | uda.name=symnets | 0.6100 | 0.2400 | 0.5600 |",
+        "| infomax | uda.name=dann | 0.8500 | 0.0000 | 0.8000 |",
+        "| snd | uda.name=mcd | 0.7200 | 0.1300 | 0.6700 |",
+        "| dev accuracy (labels) | uda.name=dann | 0.8500 | 0.0000 | 0.8000 |",
+    ]
+
+    from aa_core.errors import AAError
+    from aa_results.compare import configurations, find_runs
+    from aa_results.label_free import choose, regret_rows
+
+    metrics = read_json(tmp_path / "sweep" / "mcd" / "seed1" / "metrics.json")
+    del metrics["dev_accuracy"]  # a target without labels: a ranking, no regret
+    (tmp_path / "sweep" / "mcd" / "seed1" / "metrics.json").write_text(json.dumps(metrics))
+    groups = configurations(find_runs([tmp_path / "sweep"]))
+    unlabelled = choose(groups, "snd")
+    assert (unlabelled.pick, unlabelled.regret, regret_rows(groups)) == ("uda.name=mcd", None, [])
+    del metrics["label_free"]  # written before label-free criteria were recorded
+    (tmp_path / "sweep" / "mcd" / "seed1" / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(AAError) as caught:
+        choose(configurations(find_runs([tmp_path / "sweep"])), "snd")
+    folder = tmp_path / "sweep" / "mcd" / "seed1"
+    assert str(caught.value) == (f"{folder} records no label-free criteria of its final model (metrics.json from an older aa); "
+                                 f"rerun its evaluate stage with `aa evaluate {folder}`")  # fmt: skip
+
+
+def test_compare_select_on_a_real_sweep_picks_the_highest_snd_of_the_final_models(four_runs):
+    root, _ = four_runs
+    out = root.parent / "select"
+    proc = aa("compare", root, "--select", "snd", "--out", out, check=0)
+    rows = list(csv.DictReader(open(out / "compare.csv")))
+    snd, dev = {}, {}  # by hand, from each run's metrics.json
+    for run in members(root):
+        metrics = read_json(run / "metrics.json")
+        final = metrics["final"]["model"]
+        label = " ".join(sorted(run.parent.name.split("__")))
+        snd[label], dev[label] = metrics["label_free"][final]["snd"], metrics["dev_accuracy"][final]
+    assert [float(r["snd"].split(" ± ")[0]) for r in rows] == [round(v, 4) for v in sorted(snd.values(), reverse=True)]
+    assert rows[0]["pick"] == "*" and not any(r["pick"] for r in rows[1:]) and snd[rows[0]["configuration"]] == max(snd.values())
+    assert f"picked by snd: {rows[0]['configuration']}" in proc.stdout
+    assert f"regret {max(dev.values()) - dev[rows[0]['configuration']]:.4f} (dev accuracy given up)" in proc.stdout
 
 
 # --- the report, in a real browser ------------------------------------------------------------

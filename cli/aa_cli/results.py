@@ -13,18 +13,31 @@ def register(app: typer.Typer, user_errors) -> None:
     def sweep(
         root: Annotated[Path, typer.Argument(help="Folder of the sweep's run folders (and sweep.json).")],
         grid: Annotated[Optional[list[str]], typer.Option("--grid", help="KEY=V1,V2: values to sweep (repeatable).")] = None,
-        grid_file: Annotated[Optional[Path], typer.Option("--grid-file", help="A YAML file of KEY: [values].")] = None,
+        grid_file: Annotated[
+            Optional[Path], typer.Option("--grid-file", help="A YAML file of KEY: [values]. Its slurm: holds job options.")
+        ] = None,
         seeds: Annotated[Optional[str], typer.Option("--seeds", help="Seeds, comma-separated (default 0).")] = None,
         config: Annotated[Optional[Path], typer.Option("--config", help="Base YAML config of every run.")] = None,
         sets: Annotated[Optional[list[str]], typer.Option("--set", help="Base section.key=value of every run (repeatable).")] = None,
         devices: Annotated[Optional[str], typer.Option("--devices", help="GPUs to run on at once, one run each: 0,1,2,3.")] = None,
+        launcher: Annotated[
+            Optional[str], typer.Option("--launcher", help="processes (the default), slurm (jobs with dependencies), slurm-local.")
+        ] = None,
+        slurm: Annotated[
+            Optional[list[str]],
+            typer.Option("--slurm", help="A job option: partition, gpus_per_run, cpus_per_run, time, account, sbatch (repeatable)."),
+        ] = None,
     ):
         """Run a grid of configurations and seeds, sharing the stages they have in common; rerun to resume."""
+        from aa_core.runs import AAError
+        from aa_results.cluster_options import parse_options, slurm_section
+        from aa_results.launchers import LAUNCHERS, launch
         from aa_results.sweep import Sweep, parse_grid, run_sweep
 
+        say = lambda line: typer.echo(line, err=True)  # noqa: E731
         with user_errors():
-            if grid or grid_file or seeds or config or sets:
-                record = Sweep.load(root) if (root / "sweep.json").is_file() else None
+            record = Sweep.load(root) if (root / "sweep.json").is_file() else None
+            if grid or grid_file or seeds or config or sets or launcher or slurm:
                 chosen = Sweep(
                     root=root,
                     config=str(config) if config else (record.config if record else None),
@@ -32,14 +45,31 @@ def register(app: typer.Typer, user_errors) -> None:
                     grid=parse_grid(grid or [], grid_file) or (record.grid if record else {}),
                     seeds=[int(s) for s in seeds.split(",")] if seeds else (record.seeds if record else [0]),
                     status=record.status if record else {},
+                    launcher=launcher or (record.launcher if record else "processes"),
+                    slurm=(record.slurm if record else {}) | slurm_section(grid_file) | parse_options(slurm or []),
+                    jobs=record.jobs if record else {},
                 )
             else:
                 chosen = Sweep.load(root)
-            status = run_sweep(chosen, devices.split(",") if devices else None, say=lambda line: typer.echo(line, err=True))
-        failed = {k: v for k, v in status.items() if v != "done"}
-        typer.echo(f"{len(status) - len(failed)} of {len(chosen.members())} runs done under {root}; `aa compare {root}` tabulates them")
+            if chosen.launcher not in LAUNCHERS:
+                raise AAError(f"unknown launcher '{chosen.launcher}'; choose one of: {', '.join(LAUNCHERS)}")
+            if chosen.launcher == "processes" and slurm:
+                raise AAError("--slurm sets the options of SLURM jobs; add --launcher slurm")
+            if chosen.launcher == "processes":
+                status = run_sweep(chosen, devices.split(",") if devices else None, say=say)
+            elif devices:
+                raise AAError("--devices spreads runs over this machine's GPUs; on SLURM ask each job for GPUs with --slurm gpus_per_run=N")
+            else:
+                launch(chosen, say=say)
+                status = {m.folder: chosen.status.get(m.folder, "") for m in chosen.members()}
+        failed = {k: v for k, v in status.items() if v.startswith("failed")}
+        done = sum(v == "done" for v in status.values())
+        waiting = f"; {len(status) - done - len(failed)} waiting for their jobs" if len(status) - done - len(failed) else ""
+        typer.echo(f"{done} of {len(chosen.members())} runs done under {root}{waiting}; `aa compare {root}` tabulates them")
         for name, why in failed.items():
             typer.secho(f"  {name}: {why}", err=True, fg="red")
+        if chosen.launcher == "slurm" and done < len(status):
+            typer.echo(f"jobs submitted: `aa sweep {root}` shows their states and submits again what failed or was cancelled")
         if failed:
             raise typer.Exit(1)
 
@@ -47,14 +77,28 @@ def register(app: typer.Typer, user_errors) -> None:
     def compare(
         runs: Annotated[list[Path], typer.Argument(help="Run folders, or folders holding them (a sweep's root).")],
         out: Annotated[Optional[Path], typer.Option("--out", help="Folder for compare.csv and .md (default: the first named).")] = None,
+        select: Annotated[
+            Optional[str], typer.Option("--select", help="Rank by a label-free criterion (snd, infomax, entropy): the pick and its regret.")
+        ] = None,
     ):
         """One table: a row per configuration, mean ± std over seeds of source-only, adapt and refine accuracy."""
-        from aa_results.compare import find_runs, markdown, table, write
+        from aa_results.compare import configurations, find_runs, markdown, table, write
+        from aa_results.label_free import choose, ranked, regret_rows
 
         with user_errors():
-            rows = table(find_runs(runs))
-            csv_path, md_path = write(rows, out or runs[0])
-        typer.echo(markdown(rows), nl=False)
+            groups = configurations(find_runs(runs))
+            rows, regrets = table(groups), []
+            if select is not None:
+                choice = choose(groups, select)
+                rows, regrets = ranked(rows, choice, groups), regret_rows(groups)
+            csv_path, md_path = write(rows, out or runs[0], regrets)
+        typer.echo(markdown(rows, regrets), nl=False)
+        if select is not None:
+            typer.echo(f"\npicked by {select}: {choice.pick}")
+            if choice.regret is None:
+                typer.echo("the target has no dev labels: the pick's regret cannot be measured")
+            else:
+                typer.echo(f"best by dev accuracy: {choice.best_by_dev}; regret {choice.regret:.4f} (dev accuracy given up)")
         typer.echo(f"written: {csv_path}, {md_path}")
 
     @app.command()

@@ -5,10 +5,11 @@ Runs that differ only in their seed are one configuration; a configuration is na
 settings that tell it from the others (``uda.name=mcd ssl.name=mixmatch``). Columns: target
 accuracy after source-only training, adaptation and refinement, as mean ± standard deviation
 over the seeds, on the test half of the labels and (``dev ...``) on the development half, the
-one choices may be made on; ``final``: the test accuracy of the model each run kept as its result
-(chosen without labels, ``aa_core.final_model``); blank where the target has no labels or the
-stage did not run; the number of seeds, and the mean seconds of a whole run (shared stages
-counted with the time they took where they ran).
+one choices may be made on; ``final`` (``dev final``): the test (dev) accuracy of the model each
+run kept as its result (chosen without labels, ``aa_core.final_model``); blank where the target
+has no labels or the stage did not run; the number of seeds, and the mean seconds of a whole run
+(shared stages counted with the time they took where they ran). ``--select`` ranks the rows by a
+label-free criterion (``label_free``).
 """
 
 from __future__ import annotations
@@ -76,10 +77,15 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {std:.4f}"
 
 
-def table(runs: list[Run]) -> list[dict]:
+def configurations(runs: list[Run]) -> dict[str, list[Run]]:
+    """The runs of each configuration (its name -> its runs, one per seed), in the order found."""
     groups: dict[str, list[Run]] = {}
     for run, label in zip(runs, labels(runs)):
         groups.setdefault(label, []).append(run)
+    return groups
+
+
+def table(groups: dict[str, list[Run]]) -> list[dict]:
     rows = []
     for label, members in groups.items():
         row = {"configuration": label, "seeds": len(members)}
@@ -87,31 +93,35 @@ def table(runs: list[Run]) -> list[dict]:
             for model in MODELS:
                 row[prefix + model] = mean_std([r.metrics[key][model] for r in members if model in r.metrics.get(key, {})])
         row["final"] = mean_std([final_accuracy(r.metrics) for r in members if final_accuracy(r.metrics) is not None])
+        row["dev final"] = mean_std([final_accuracy(r.metrics, "dev_accuracy") for r in members
+                                     if final_accuracy(r.metrics, "dev_accuracy") is not None])  # fmt: skip
         seconds = [sum(r.metrics.get("seconds", {}).values()) for r in members]
         row["seconds"] = f"{statistics.mean(seconds):.1f}"
         rows.append(row)
     return rows
 
 
-def final_accuracy(metrics: dict) -> float | None:
-    """The test accuracy of the model the run kept as its result."""
+def final_accuracy(metrics: dict, key: str = "target_accuracy") -> float | None:
+    """The test (or, ``dev_accuracy``, dev) accuracy of the model the run kept as its result."""
     final = metrics.get("final", {}).get("model")
-    return metrics.get("target_accuracy", {}).get(final)
+    return metrics.get(key, {}).get(final)
 
 
-def markdown(rows: list[dict]) -> str:
+def markdown(rows: list[dict], *more: list[dict]) -> str:
+    """``rows`` as a markdown table; each of ``more`` (if not empty) as another, after a blank line."""
     columns = list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + "".join("\n" + markdown(table) for table in more if table)
 
 
-def write(rows: list[dict], out: Path) -> tuple[Path, Path]:
+def write(rows: list[dict], out: Path, *more: list[dict]) -> tuple[Path, Path]:
+    """``compare.csv`` (``rows``) and ``compare.md`` (``rows`` and the tables ``more``) in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "compare.csv", out / "compare.md"
     with open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    write_atomic(md_path, markdown(rows))
+    write_atomic(md_path, markdown(rows, *more))
     return csv_path, md_path

@@ -20,6 +20,9 @@ devices work at once (``--devices 0,1``: one run per device).
 ``ROOT/sweep.json`` records the sweep and each member's status (``done``, or ``failed`` with its
 error line); a failed member is recorded and the others go on. Running ``aa sweep ROOT`` again
 resumes: completed stages are reused, an interrupted one resumes.
+
+On a cluster (``launcher: slurm``) the same phases become jobs with dependencies
+(``sweep_jobs``, ``launchers``); the grid file's ``slurm:`` section holds the jobs' options.
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ class Member:
 
     @property
     def folder(self) -> str:
-        return f"{self.name}/seed{self.seed}"
+        # a value's "/" (a hub id, a path) would nest the folder a level deeper than ROOT/*/seed*
+        return f"{self.name.replace('/', '%2F')}/seed{self.seed}"
 
 
 @dataclass
@@ -65,6 +69,9 @@ class Sweep:
     grid: dict[str, list] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
     status: dict[str, str] = field(default_factory=dict)  # member folder -> done | failed: <error line>
+    launcher: str = "processes"  # or slurm, slurm-local: the phases as jobs (aa_results.launchers)
+    slurm: dict = field(default_factory=dict)  # the jobs' options (aa_results.cluster_options)
+    jobs: dict[str, dict] = field(default_factory=dict)  # job name -> its record, where jobs run the sweep
 
     # --- the grid --------------------------------------------------------------------------
 
@@ -111,6 +118,8 @@ def parse_grid(items: list[str], file: Path | None) -> dict[str, list]:
             loaded = yaml.safe_load(file.read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise AAError(f"cannot read grid file {file}: {exc}") from None
+        if isinstance(loaded, dict):
+            loaded.pop("slurm", None)  # the cluster's options, not a grid key (cluster_options.slurm_section)
         if not isinstance(loaded, dict) or not all(isinstance(v, list) and v for v in loaded.values()):
             raise AAError(f"grid file {file} must map each key to a list of values (uda.name: [dann, mcd])")
         grid |= {str(k): v for k, v in loaded.items()}
@@ -186,17 +195,21 @@ def donors_under(root: Path) -> list[RunFolder]:
 # --- running ---------------------------------------------------------------------------------
 
 
-def run_member(sweep: Sweep, member: Member, until: str | None, device: str | None) -> tuple[int, str]:
-    """`aa run` of one member in its own process (on ``device``); (exit status, last error line)."""
+def run_member(sweep: Sweep, member: Member, until: str | None, device: str | None, processes: int = 1) -> tuple[int, str]:
+    """`aa run` of one member in its own process (on ``device``), or under ``accelerate launch`` in
+    ``processes`` processes (one per GPU); (exit status, last error line)."""
     out = sweep.run_dir(member)
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "aa_cli.main", "run", "--out", str(out), *sweep.args(member), *(["--until", until] if until else [])]
+    args = ["run", "--out", str(out), *sweep.args(member), *(["--until", until] if until else [])]
+    launch = ["accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes), "-m"] if processes > 1 else []
+    cmd = [sys.executable, "-m", *launch, "aa_cli.main", *args]
     env = dict(os.environ)
     if device is not None:
         env["CUDA_VISIBLE_DEVICES"] = device
     with open(out / "sweep.log", "a") as log:
         on = f"CUDA_VISIBLE_DEVICES={device} " if device is not None else ""
-        log.write(f"$ {on}aa {' '.join(cmd[3:])}\n")
+        shown = f"accelerate launch {' '.join(launch[1:])} aa_cli.main" if launch else "aa"
+        log.write(f"$ {on}{shown} {' '.join(args)}\n")
         log.flush()
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     errors = [line for line in (out / "sweep.log").read_text().splitlines() if line.startswith("error:")]
