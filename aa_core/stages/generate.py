@@ -104,19 +104,19 @@ def make(todo: list[Work], source: SyntheticSource, generator, filters: dict, ba
 def render(batch: list[Work], source: SyntheticSource, generator) -> list[Image.Image | None]:
     """The batch's images (``None`` for a blank one): new ones from the generator, existing ones from disk."""
     fresh = [work for work in batch if not work.existing]
-    made = iter(generator.generate([w.slot.prompt for w in fresh], [w.seed for w in fresh]) if fresh else [])
-    name = source.maker["name"]
+    made = list(generator.generate([w.slot.prompt for w in fresh], [w.seed for w in fresh]) if fresh else [])
+    if len(made) != len(fresh):
+        which = "fewer" if len(made) < len(fresh) else "more"
+        raise AAError(f"generator '{source.maker['name']}' returned {which} images than prompts; fix the generator")
+    made.reverse()
     out = []
     for work in batch:
         if work.existing:
             out.append(source.image(work))
             continue
-        image = next(made, None)
-        if image is None:
-            raise AAError(f"generator '{name}' returned fewer images than prompts; fix the generator")
-        out.append(None if is_blank(image) else image)
-    if next(made, None) is not None:
-        raise AAError(f"generator '{name}' returned more images than prompts; fix the generator")
+        image = made.pop()
+        # None: withheld by the generator; black: withheld, unless the generator says what it withholds
+        out.append(None if image is None or (not generator.reports_withheld and is_blank(image)) else image)
     return out
 
 

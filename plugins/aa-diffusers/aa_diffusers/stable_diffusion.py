@@ -5,11 +5,15 @@
 SDXL, the turbo variants, SD3, PixArt, Flux, ...). The pipeline is loaded once per process and
 released when the stage ends, so adaptation does not share the GPU with an idle UNet.
 
-In order: load (dtype, variant, revision; the scheduler swapped by class name; memory savers)
--> per batch, one ``torch.Generator`` per image seeded with that image's seed, so an image is
-the same whatever batch it falls in and is regenerated exactly from its metadata row -> the
-pipeline's own ``__call__`` (encode prompts -> denoise -> decode; its safety checker, where it
-has one, blacks out what it withholds, and the stage makes those again with derived seeds).
+In order: load (safetensors only unless ``allow_pickle``; dtype, variant, revision; the scheduler
+swapped by class name; memory savers) -> the call's arguments, from the options set and named by
+the pipeline's ``__call__`` (``call_arguments``: steps and guidance default to the pipeline's
+own) -> per batch, one ``torch.Generator`` per image seeded with that image's seed, so an image
+is the same whatever batch it falls in and is regenerated exactly from its metadata row -> the
+pipeline's own ``__call__`` (encode prompts -> denoise -> decode), read back as floats: a NaN is
+an error naming the dtype (``precision``) -> 8-bit pixels, exactly as the pipeline's own PIL
+output -> ``None`` for each image the pipeline withheld (``safety``), which the stage makes again
+with a derived seed.
 """
 
 from __future__ import annotations
@@ -19,10 +23,14 @@ import logging
 from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
 from PIL.Image import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from aa_core.api import AAError, GeneratorContext, ImageGenerator
+from aa_diffusers.call_arguments import call_arguments
+from aa_diffusers.precision import check_finite, torch_dtype
+from aa_diffusers.safety import withheld
 
 logger = logging.getLogger("aa")
 
@@ -33,14 +41,17 @@ class StableDiffusionOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     revision: str | None = Field(None, description="hub revision (branch, tag or commit) of generator.model")
     variant: str | None = Field(None, description='weights variant, e.g. "fp16" (smaller downloads)')
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="auto: float16 on CUDA, float32 elsewhere")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="auto: bfloat16 on a GPU that has it, else float16; float32 on the CPU"
+    )
     scheduler: str | None = Field(None, description="a diffusers scheduler class name (EulerDiscreteScheduler, ...); none: the model's")
-    steps: int = Field(50, ge=1, description="denoising steps (turbo models: 1 to 4)")
-    guidance_scale: float = Field(7.5, ge=0, description="classifier-free guidance (turbo models: 0)")
+    steps: int | None = Field(None, ge=1, description="denoising steps; none: the pipeline's own (turbo models: 1 to 4)")
+    guidance_scale: float | None = Field(None, ge=0, description="classifier-free guidance; none: the pipeline's own (turbo: 0)")
     negative_prompt: str | None = Field(None, description="what every image should not show")
     height: int | None = Field(None, ge=8, description="pixels; none: the model's default")
     width: int | None = Field(None, ge=8, description="pixels; none: the model's default")
     safety_checker: bool = Field(True, description="false loads the pipeline without its safety checker")
+    allow_pickle: bool = Field(False, description="true also loads pickled weights (.bin), which can run code: trusted sources only")
     attention_slicing: bool = Field(False, description="attention in slices: less memory, a little slower")
     vae_slicing: bool = Field(False, description="decode the batch one image at a time")
     vae_tiling: bool = Field(False, description="decode each image in tiles (large images)")
@@ -48,19 +59,13 @@ class StableDiffusionOptions(BaseModel):
     compile: bool = Field(False, description="torch.compile the denoiser (CUDA only; pays off over thousands of images)")
 
 
-def torch_dtype(name: str, device):
-    import torch
-
-    if name == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    return getattr(torch, name)
-
-
 class StableDiffusionGenerator(ImageGenerator):
     """Images from a diffusers text-to-image pipeline, one seeded ``torch.Generator`` per image."""
 
     Options = StableDiffusionOptions
-    speed_options = frozenset({"attention_slicing", "vae_slicing", "vae_tiling", "cpu_offload", "compile"})
+    # never change a pixel: memory and speed, and which files may load (the same weights either way)
+    speed_options = frozenset({"attention_slicing", "vae_slicing", "vae_tiling", "cpu_offload", "compile", "allow_pickle"})
+    reports_withheld = True  # None in place of each image the pipeline withheld, by its verdict or black pixels (``safety``)
 
     def __init__(self, options: StableDiffusionOptions, context: GeneratorContext):
         super().__init__(options, context)
@@ -68,9 +73,11 @@ class StableDiffusionGenerator(ImageGenerator):
 
         self.device = torch.device(context.device or "cpu")
         self.model = context.model or DEFAULT_MODEL
-        self.pipe = load_pipeline(self.model, options, torch_dtype(options.dtype, self.device))
+        self.dtype = torch_dtype(options.dtype, self.device)
+        self.pipe = load_pipeline(self.model, options, self.dtype)
         if options.scheduler:
             self.pipe.scheduler = scheduler_named(options.scheduler, self.pipe.scheduler.config)
+        self.arguments = call_arguments(self.pipe, options)
         self.save_memory(options)
         self.pipe.set_progress_bar_config(disable=True)  # the stage's bar counts images
 
@@ -97,21 +104,22 @@ class StableDiffusionGenerator(ImageGenerator):
                 name = "unet" if getattr(pipe, "unet", None) is not None else "transformer"
                 setattr(pipe, name, torch.compile(getattr(pipe, name), fullgraph=True))
 
-    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[Image]:
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[Image | None]:
         import torch
+        from diffusers.image_processor import VaeImageProcessor
 
-        o = self.options
+        kwargs = dict(self.arguments)
+        if "negative_prompt" in kwargs:
+            kwargs["negative_prompt"] = [kwargs["negative_prompt"]] * len(prompts)
         # CPU generators: the same latents on every machine, as diffusers recommends for reproducibility
         generators = [torch.Generator("cpu").manual_seed(int(seed)) for seed in seeds]
-        kwargs = {"prompt": list(prompts), "num_inference_steps": o.steps, "guidance_scale": o.guidance_scale, "generator": generators}
-        if o.negative_prompt:
-            kwargs["negative_prompt"] = [o.negative_prompt] * len(prompts)
-        if o.height:
-            kwargs["height"] = o.height
-        if o.width:
-            kwargs["width"] = o.width
         with torch.inference_mode():
-            return list(self.pipe(**kwargs, output_type="pil").images)
+            output = self.pipe(prompt=list(prompts), generator=generators, output_type="np", **kwargs)
+        floats = np.asarray(output.images)
+        check_finite(floats, self.dtype)
+        images = VaeImageProcessor.numpy_to_pil(floats)  # what output_type="pil" returns, pixel for pixel
+        held = withheld(output, [np.asarray(image) for image in images])
+        return [None if hold else image for image, hold in zip(images, held)]
 
     def close(self) -> None:
         import torch
@@ -128,17 +136,22 @@ def load_pipeline(model: str, o: StableDiffusionOptions, dtype):
     """``AutoPipelineForText2Image.from_pretrained`` with the options; a failure is one line."""
     from diffusers import AutoPipelineForText2Image
 
-    kwargs = {"dtype": dtype, "revision": o.revision, "variant": o.variant}
-    if not o.safety_checker:
-        kwargs |= {"safety_checker": None, "requires_safety_checker": False}
+    # None: safetensors where there are any, pickles otherwise (diffusers' default)
+    kwargs = {"dtype": dtype, "revision": o.revision, "variant": o.variant, "use_safetensors": None if o.allow_pickle else True}
     try:
+        # off only where the pipeline has one: others warn about an argument they do not expect
+        if not o.safety_checker and "safety_checker" in AutoPipelineForText2Image.load_config(model, revision=o.revision):
+            kwargs |= {"safety_checker": None, "requires_safety_checker": False}
         return AutoPipelineForText2Image.from_pretrained(model, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AAError(
-            f"cannot load the diffusers pipeline '{model}': {reason}; set generator.model to a local folder with "
-            "model_index.json, or to a hub id this machine can download (or has in its Hugging Face cache)"
-        ) from None
+        reason = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
+        if "safetensors" in reason and not o.allow_pickle:
+            fix = ("its weights are not in safetensors files; if they are pickled (.bin) and you trust their source, "
+                   "set generator.allow_pickle=true")  # fmt: skip
+        else:
+            fix = ("set generator.model to a local folder with model_index.json, or to a hub id this machine can download "
+                   "(or has in its Hugging Face cache)")  # fmt: skip
+        raise AAError(f"cannot load the diffusers pipeline '{model}': {reason}; {fix}") from None
 
 
 def scheduler_named(name: str, config):
