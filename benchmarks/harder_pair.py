@@ -2,6 +2,7 @@
 
     python benchmarks/harder_pair.py                     # seeds 0 1 2, default algorithms
     python benchmarks/harder_pair.py --seeds 0 -- --ssl mixmatch
+    python benchmarks/harder_pair.py --keep DIR --grid-file benchmarks/default-grid.yaml   # a sweep
 
 Built from data that ships with scikit-learn, offline:
 
@@ -14,15 +15,24 @@ Built from data that ships with scikit-learn, offline:
 Refinement must not make a weak adapter worse: the script prints source only, adapt and refine
 per seed (test, then dev), the model the run kept as its result without labels
 (``aa_core.final_model``) and whether that final model is within 1 point of adapt or above it.
+
+With ``--grid-file``, the pair is instead an `aa sweep` of that grid under ``ROOT/sweep`` (seeds
+``--seeds``; rerun with the same ``--keep`` to resume), and the script prints `aa compare ROOT/sweep
+--select snd`: the configurations ranked by a label-free criterion, and each criterion's pick
+against the best by dev accuracy (regret).
 """
 
 from __future__ import annotations
 
+import argparse
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from seeded_runs import parse, seeded_runs
+from seeded_runs import seeded_runs
 
 SIZE = 28  # the images on disk
 TRAIN_SIZE = 16  # the input format they are trained at
@@ -66,12 +76,33 @@ def build(root: Path) -> tuple[Path, Path]:
     return source, target
 
 
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--keep", type=Path, help="keep data and run folders under this folder")
+    parser.add_argument("--grid-file", type=Path, help="run this grid as a sweep and rank it without labels")
+    parser.add_argument("aa_args", nargs="*", help="extra arguments for `aa run` (after --; without --grid-file)")
+    return parser.parse_args()
+
+
+def sweep(root: Path, grid_file: Path, seeds: list[int], sets: list[str]) -> None:
+    """`aa sweep` of ``grid_file`` on the pair, then its ranking by SND with every criterion's regret."""
+    aa = [sys.executable, "-m", "aa_cli.main"]
+    subprocess.run([*aa, "sweep", str(root), "--grid-file", str(grid_file), "--seeds", ",".join(map(str, seeds)),
+                    *(a for s in sets for a in ("--set", s))], check=True)  # fmt: skip
+    subprocess.run([*aa, "compare", str(root), "--select", "snd"], check=True)
+
+
 def main() -> None:
-    args, root = parse(__doc__)
+    args = parse()
+    root = args.keep or Path(tempfile.mkdtemp(prefix="aa-bench-"))
     source, target = build(root / "data")
     # trained at 16x16 and 1,000 adaptation steps: a run takes minutes on 2 CPU cores, not half an hour
-    fixed = ["--source", str(source), "--target", str(target), "--set", f"data.image_size={TRAIN_SIZE}", "--set", "data.channels=3",
-             "--set", "data.fill=0", "--set", "data.dev_fraction=0.5", "--set", "train.steps=1000"]  # fmt: skip
+    sets = [f"data.source={source}", f"data.target={target}", f"data.image_size={TRAIN_SIZE}", "data.channels=3", "data.fill=0",
+            "data.dev_fraction=0.5", "train.steps=1000"]  # fmt: skip
+    if args.grid_file:
+        return sweep(root / "sweep", args.grid_file, args.seeds, sets)
+    fixed = [a for s in sets for a in ("--set", s)]
     models = ("source_only", "adapt", "refine")
     print(f"{'seed':>4} {'seconds':>8}  test: source  adapt refine   dev: source  adapt refine  pseudo-labels right  reliable"
           "  final   final >= adapt - 0.01")  # fmt: skip
