@@ -12,7 +12,8 @@ In order:
    derived seed, up to ``generator.retries`` times; dropped images are kept aside in
    ``dropped/`` and listed in ``dropped.jsonl``. Each batch is rendered, judged (blank? dropped by
    a filter?) and recorded: images under their final names once complete, then the batch's rows
-   journaled, so a kill loses at most the batch in flight;
+   journaled, so a kill loses at most the batches in flight. Recording (PNG encoding and the
+   flushes to disk) runs in a thread while the next batch renders, one batch at a time;
 4. the main process settles again and reports the count per category (``generation.json``).
 
 Every image is a function of its prompt and seed alone, so the result is the same whatever the
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
@@ -82,23 +84,38 @@ def make(todo: list[Work], source: SyntheticSource, generator, filters: dict, ba
     queue = deque(todo)
     bar = progress_bar(total=len(todo), desc="generate", unit="img", disable=not show)
     dropped_count = 0
-    while queue:
-        batch = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
-        images = render(batch, source, generator)
-        verdicts = [Verdict(work, image, reason) for work, image, reason in zip(batch, images, judge(filters, batch, images))]
-        source.record(verdicts)
-        for v in verdicts:
-            if v.reason is None:
-                bar.update(1)
-                continue
-            dropped_count += 1
-            if v.work.attempt < retries:
-                queue.appendleft(v.work.again(blank=v.image is None))
-            else:
-                bar.update(1)  # given up: the slot stays empty
-        if dropped_count:
-            bar.set_postfix(dropped=dropped_count)
+    # One batch records while the next renders: encoding PNGs and waiting on fsync would otherwise
+    # idle the generator (each batch flushes every image, its folders and the journal). Waiting
+    # for the previous batch first keeps one batch in memory and raises its error (a full disk) here.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="aa-record") as recorder:
+        recording = None
+        while queue:
+            batch = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
+            images = render(batch, source, generator)
+            verdicts = [Verdict(work, image, reason) for work, image, reason in zip(batch, images, judge(filters, batch, images))]
+            if recording is not None:
+                recording.result()
+            recording = recorder.submit(source.record, verdicts)
+            dropped_count = tally(verdicts, queue, retries, bar, dropped_count)
+        if recording is not None:
+            recording.result()
     bar.close()
+
+
+def tally(verdicts: list[Verdict], queue: deque, retries: int, bar, dropped_count: int) -> int:
+    """Advance the bar for finished slots and queue the next attempt of a dropped one first; return the dropped count."""
+    for v in verdicts:
+        if v.reason is None:
+            bar.update(1)
+            continue
+        dropped_count += 1
+        if v.work.attempt < retries:
+            queue.appendleft(v.work.again(blank=v.image is None))
+        else:
+            bar.update(1)  # given up: the slot stays empty
+    if dropped_count:
+        bar.set_postfix(dropped=dropped_count)
+    return dropped_count
 
 
 def render(batch: list[Work], source: SyntheticSource, generator) -> list[Image.Image | None]:
