@@ -15,6 +15,14 @@ import pytest
 import tomllib
 from PIL import Image
 
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    # pytest -n: one thread per worker, here and in the aa subprocesses it starts, or the
+    # workers' BLAS threads outnumber the cores and every test slows many times over
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
 FAKE_DISTS = Path(__file__).parent / "fake_dists"
 EXAMPLES = Path(__file__).parent.parent / "examples"
 TINY = {
