@@ -1,18 +1,53 @@
 #!/usr/bin/env bash
-# Are the dependency floors true? The lowest releases the pyprojects admit of the libraries whose
-# API the code leans on (timm, accelerate, pydantic, pluggy), installed aside and put first on the
-# path, under the in-process tests of the algorithms, the data views and the API.
+# Are the dependency floors true? Two environments at the lowest releases the pyprojects admit of
+# their direct dependencies (uv's --resolution lowest-direct), each under the tests that reach them:
 #
-#   bash benchmarks/floors.sh            (after pip install -r requirements-dev.txt; needs the package index)
+#   core: aa with the plugins that add no dependency of their own (prompters, generators, uda, ssl):
+#         torch 2.4.0, torchvision 0.19.0, timm 1.0.3, accelerate 1.0.0, pydantic 2.6.0, pluggy 1.5.0,
+#         typer 0.16.0, huggingface-hub 0.24.0, numpy 1.26.0, pillow 10.0.0, ... (printed below);
+#   all:  everything requirements-dev.txt installs: diffusers 0.42 asks for huggingface-hub 1.32,
+#         which transformers 4.x refuses, so transformers' floor is 5.0 there; litellm 1.108 asks
+#         for pydantic 2.11.
 #
-# torch and torchvision stay the installed ones: their floor builds are gigabytes of CUDA wheels.
-# timm's tiny `test_resnet` appeared after 1.0.3, so the one test that loads it is left out.
+#   bash benchmarks/floors.sh [ROOT]     (ROOT: where the environments go, default a new temporary folder)
+#
+# Needs the package index (uv and the floor wheels). torch 2.4.0's wheel brings its CUDA libraries:
+# about 3 GB the first time, from uv's cache after that.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-site=$(mktemp -d)
-python -m pip install --quiet --no-deps --target "$site" timm==1.0.3 accelerate==1.0.0 pydantic==2.6.0 pydantic-core==2.16.1 pluggy==1.5.0
-PYTHONPATH="$site" python -c "import timm, accelerate, pydantic, pluggy; print('floors:', 'timm', timm.__version__, 'accelerate', accelerate.__version__, 'pydantic', pydantic.__version__, 'pluggy', pluggy.__version__)"
-PYTHONPATH="$site" python -m pytest -q -p no:cacheprovider -k "not local_checkpoint" \
+root=${1:-$(mktemp -d)}
+mkdir -p "$root"
+python3 -m venv "$root/uv" && "$root/uv/bin/pip" install --quiet uv
+uv="$root/uv/bin/uv"
+
+# floor NAME REQUIREMENTS...: a venv at ROOT/NAME with the lowest direct releases of what they install
+floor() {
+  local name=$1 reqs="$root/$1.in"
+  shift
+  printf '%s\n' "$@" > "$reqs"
+  python3 -m venv "$root/$name"
+  "$uv" pip compile --quiet --python "$root/$name/bin/python" --resolution lowest-direct "$reqs" -o "$root/$name.txt"
+  "$uv" pip install --quiet --python "$root/$name/bin/python" -r "$root/$name.txt" -r "$reqs"
+  "$root/$name/bin/python" - <<'EOF'
+from importlib.metadata import PackageNotFoundError, version
+names = "torch torchvision timm accelerate pydantic pluggy stevedore typer click huggingface-hub safetensors numpy pillow diffusers transformers litellm".split()
+found = []
+for name in names:
+    try:
+        found.append(f"{name} {version(name)}")
+    except PackageNotFoundError:
+        pass
+print("floors:", ", ".join(found))
+EOF
+}
+
+floor core "-e .[test]" -e ./plugins/aa-prompters -e ./plugins/aa-generators -e ./plugins/aa-uda -e ./plugins/aa-ssl
+# timm's tiny `test_resnet` appeared after 1.0.3: the tests that load it are left out
+"$root/core/bin/python" -m pytest -q -p no:cacheprovider -k "not local_checkpoint" \
   tests/test_cdtrans.py tests/test_api.py tests/test_dann.py tests/test_mcd.py tests/test_symnets.py tests/test_fixmatch.py \
   tests/test_mixmatch.py tests/test_selection.py tests/test_views.py tests/test_confident_split.py tests/test_mixed_precision.py \
-  tests/test_resume.py
+  tests/test_resume.py tests/test_algorithm_maths.py tests/test_config.py tests/test_plugins.py tests/test_run_folder.py \
+  tests/test_safe_loading.py tests/test_dropout.py tests/test_final_model.py tests/test_end_to_end.py
+
+floor all -r requirements-dev.txt
+"$root/all/bin/python" -m pytest -q -p no:cacheprovider tests/test_stable_diffusion.py tests/test_llm_prompter.py tests/test_generators.py
