@@ -100,7 +100,13 @@ def preflight(ctx: StageContext) -> None:
         ctx.source  # noqa: B018  (scans a real source folder once: a bad one fails here)
     import torch
 
-    with torch.device("meta"):  # the architecture (and pretrained weights' availability), no memory
+    try:
+        with torch.device("meta"):  # the architecture (and pretrained weights' availability), no memory
+            backbone = ctx.new_classifier().backbone
+    except RuntimeError as exc:
+        if "meta tensors" not in str(exc):
+            raise
+        # timm before calculate_drop_path_rates (1.0.3, the floor) reads a ViT's rates with .item()
         backbone = ctx.new_classifier().backbone
     check_backbones(ctx, backbone)
     documented = (getattr(backbone, "pretrained_cfg", None) or {}).get("input_size")

@@ -51,7 +51,8 @@ def open_tracker(name: str, run_dir):
     cls = LOGGER_TYPE_TO_CLASS[name]
     run_name = run_dir.name
     tracker = cls(run_name, logging_dir=run_dir / "tracking") if cls.requires_logging_directory else cls(run_name)
-    tracker.start()
+    if hasattr(tracker, "start"):  # accelerate 1.0 (the floor) opens a tracker in its constructor; later ones in start()
+        tracker.start()
     return tracker
 
 

@@ -12,6 +12,7 @@ Where an algorithm updates several times per step (MCD), the updates are replaye
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 
 import pytest
@@ -519,6 +520,9 @@ def test_three_branches_follow_timms_attention_its_scale_norm_gate_and_dropout()
     from timm.models.vision_transformer import Attention, VisionTransformer
 
     from aa_uda.three_branches import ThreeBranches
+
+    if "scale_attn_norm" not in inspect.signature(VisionTransformer).parameters or "gated" not in inspect.signature(Attention).parameters:
+        pytest.skip("this timm has no attention scale norm or gate (timm 1.0.3: the floor); the plain attention is tested in test_cdtrans.py")
 
     class Gated(Attention):
         def __init__(self, *args, **kwargs):

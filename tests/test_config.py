@@ -152,7 +152,10 @@ def test_the_data_set_examples_load_with_every_uda_algorithm(tmp_path, name, cla
         chosen = load_config(path, flags={"uda": uda}, sets=[f"model.backbone={backbone}", "model.pretrained=false"])
         cls = plugin_manager().load("uda", uda)
         implementation_options("uda.", chosen.uda.options(), cls)
-        with torch.device("meta"):
+        try:
+            with torch.device("meta"):  # the shapes alone: no memory, no initialisation
+                net = build_classifier(chosen.model, classes, chosen.data.channels).backbone
+        except RuntimeError:  # as the pipeline: timm 1.0.3's ViT reads its drop-path rates with .item()
             net = build_classifier(chosen.model, classes, chosen.data.channels).backbone
         check_backbone(net, cls.needs, uda)
 
