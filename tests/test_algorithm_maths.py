@@ -522,7 +522,7 @@ def test_three_branches_follow_timms_attention_its_scale_norm_gate_and_dropout()
     from aa_uda.three_branches import ThreeBranches
 
     if "scale_attn_norm" not in inspect.signature(VisionTransformer).parameters or "gated" not in inspect.signature(Attention).parameters:
-        pytest.skip("this timm has no attention scale norm or gate (timm 1.0.3: the floor); the plain attention is tested in test_cdtrans.py")
+        pytest.skip("this timm has no attention scale norm or gate (timm 1.0.3: the floor); plain attention: test_cdtrans.py")
 
     class Gated(Attention):
         def __init__(self, *args, **kwargs):
