@@ -50,5 +50,5 @@ floor core "-e .[test]" -e ./plugins/aa-prompters -e ./plugins/aa-generators -e 
   tests/test_resume.py tests/test_algorithm_maths.py tests/test_config.py tests/test_run_folder.py \
   tests/test_safe_loading.py tests/test_dropout.py tests/test_final_model.py tests/test_end_to_end.py
 
-floor all -r requirements-dev.txt
+floor all -r "$PWD/requirements-dev.txt"  # a -r inside a requirements file is read from that file's folder
 "$root/all/bin/python" -m pytest -q -p no:cacheprovider tests/test_stable_diffusion.py tests/test_llm_prompter.py tests/test_generators.py tests/test_plugins.py
