@@ -98,16 +98,9 @@ def preflight(ctx: StageContext) -> None:
         write_atomic(ctx.folder.unreadable, "".join(name + "\n" for name in target.unreadable))
     if config.data.source is not None:
         ctx.source  # noqa: B018  (scans a real source folder once: a bad one fails here)
-    import torch
+    from aa_core.models.classifier import built_on_meta
 
-    try:
-        with torch.device("meta"):  # the architecture (and pretrained weights' availability), no memory
-            backbone = ctx.new_classifier().backbone
-    except RuntimeError as exc:
-        if "meta tensors" not in str(exc):
-            raise
-        # timm before calculate_drop_path_rates (1.0.3, the floor) reads a ViT's rates with .item()
-        backbone = ctx.new_classifier().backbone
+    backbone = built_on_meta(ctx.new_classifier).backbone  # the architecture (and pretrained weights' availability)
     check_backbones(ctx, backbone)
     documented = (getattr(backbone, "pretrained_cfg", None) or {}).get("input_size")
     if config.model.pretrained and documented and documented[-1] != config.data.image_size and ctx.is_main:

@@ -42,6 +42,19 @@ class ImageClassifier(nn.Module):
         return (self.head(f), f) if with_features else self.head(f)
 
 
+def built_on_meta(build):
+    """``build()`` on the meta device (the architecture, no memory); on the CPU where a model cannot
+    be built there (timm before ``calculate_drop_path_rates``, 1.0.3 the floor, reads a ViT's
+    drop-path rates with ``.item()``)."""
+    try:
+        with torch.device("meta"):
+            return build()
+    except RuntimeError as exc:
+        if "meta tensors" not in str(exc):
+            raise
+        return build()
+
+
 def build_classifier(
     model: ModelConfig, num_classes: int, channels: int, pretrained: bool | str | None = None, *, for_training: bool = True
 ) -> ImageClassifier:
