@@ -6,7 +6,7 @@
 #         torch 2.4.0, torchvision 0.19.0, timm 1.0.3, accelerate 1.0.0, pydantic 2.6.0, pluggy 1.5.0,
 #         typer 0.16.0, huggingface-hub 0.24.0, numpy 1.26.0, pillow 10.0.0, ... (printed below);
 #   all:  everything requirements-dev.txt installs: diffusers 0.42 asks for huggingface-hub 1.32,
-#         which transformers 4.x refuses, so transformers' floor is 5.0 there; litellm 1.108 asks
+#         which transformers 4.x refuses, hence aa-diffusers' transformers>=5.0; litellm 1.108 asks
 #         for pydantic 2.11.
 #
 #   bash benchmarks/floors.sh [ROOT]     (ROOT: where the environments go, default a new temporary folder)

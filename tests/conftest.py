@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tomllib
+from forkserver import Zygote
 from PIL import Image
 
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
@@ -55,21 +56,26 @@ def aa(*args, fakes=(), env=None, cwd=None, check=None) -> subprocess.CompletedP
     """Run ``aa ARGS`` with the fake distributions ``fakes`` on the path; return the finished process.
 
     ``fakes`` names folders of ``tests/fake_dists``, or ``example:<name>`` for ``examples/<name>``.
+    The process is a fork of one that has imported torch, torchvision and timm already
+    (``forkserver``), or a fresh interpreter where a fork could not be the same.
     """
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AA_")}
     environment["PYTHONPATH"] = os.pathsep.join(str(p) for f in fakes for p in plugin_path(f))
     environment.update(env or {})
-    proc = subprocess.run(
-        [sys.executable, "-m", "aa_cli.main", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        cwd=cwd,
-        timeout=600,
-    )
+    args = list(map(str, args))
+    proc = zygote().run(args, environment, None if cwd is None else str(cwd), timeout=600)
+    if proc is None:
+        proc = subprocess.run(
+            [sys.executable, "-m", "aa_cli.main", *args], capture_output=True, text=True, env=environment, cwd=cwd, timeout=600
+        )
     if check is not None:
         assert proc.returncode == check, proc.stderr[-3000:]
     return proc
+
+
+@functools.cache
+def zygote() -> Zygote:
+    return Zygote({**{k: v for k, v in os.environ.items() if not k.startswith("AA_")}, "PYTHONPATH": ""})
 
 
 @pytest.fixture
