@@ -7,6 +7,7 @@
 #   bash benchmarks/defaults.sh [KNOB ...]     (all knobs without one; rerun to resume)
 #   KNOB: refine_steps steps source_only_steps images_per_class width hand_share pen
 #   AA_DEFAULTS_ROOT=/tmp/grid-defaults (the default) holds the sweeps
+#   AA_DEFAULTS_SEEDS=0 runs fewer seeds first; rerunning with the default 0,1,2 adds the others
 #
 # Config keys are swept under one root, so their members share generation, source-only models
 # and adaptations (each knob's default member adopts every stage of the first). The small CNN's
@@ -16,7 +17,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 root=${AA_DEFAULTS_ROOT:-/tmp/grid-defaults}
-seeds=0,1,2
+seeds=${AA_DEFAULTS_SEEDS:-0,1,2}
 cd "$(mktemp -d)"  # python -m puts the working directory first on the path: not the repository's packages
 
 sweep() { aa sweep "$root" --grid "$1" --seeds "$seeds"; }

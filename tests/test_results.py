@@ -47,16 +47,28 @@ def assert_generated_once_and_adapted_twice(root):
 
 @pytest.fixture(scope="module")
 def four_runs(tmp_path_factory):
-    """2 UDA x 2 SSL algorithms, seed 0, swept once for every test that reads them: (root, aa's output)."""
+    """2 UDA x 2 SSL algorithms, seed 0, swept once for every test that reads them: killed (the
+    sweep's process group) while the first adaptation trains, then resumed to the end. Returns the
+    root, the resumed sweep's output, and whether every run had finished when it was killed."""
     from conftest import TINY
 
     root = tmp_path_factory.mktemp("four")
     (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    return root / "sweep", aa("sweep", root / "sweep", *GRID, "--config", root / "tiny.yaml", check=0)
+    sweep = root / "sweep"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AA_")} | {"PYTHONPATH": ""}
+    cmd = [sys.executable, "-m", "aa_cli.main", "sweep", str(sweep), *GRID, "--config", str(root / "tiny.yaml")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not any("[adapt] running" in p.read_text() for p in sweep.glob("*/seed*/sweep.log")):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # the sweep and the run it was in
+    proc.wait()
+    finished_when_killed = all((run / "metrics.json").is_file() for run in members(sweep))
+    return sweep, aa("sweep", sweep, check=0), finished_when_killed
 
 
 def test_a_sweep_generates_once_adapts_once_per_algorithm_and_compares_four_rows(four_runs):
-    root, proc = four_runs
+    root, proc, _ = four_runs
     assert "4 of 4 runs done" in proc.stdout
     assert_generated_once_and_adapted_twice(root)
     record = read_json(root / "sweep.json")
@@ -78,19 +90,9 @@ def test_a_sweep_generates_once_adapts_once_per_algorithm_and_compares_four_rows
     assert_generated_once_and_adapted_twice(root)
 
 
-def test_an_interrupted_sweep_resumes_and_still_shares(tmp_path, tiny_config):
-    root = tmp_path / "sweep"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AA_")} | {"PYTHONPATH": ""}
-    cmd = [sys.executable, "-m", "aa_cli.main", "sweep", str(root), *GRID, "--config", str(tiny_config)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not any("[adapt] running" in p.read_text() for p in root.glob("*/seed*/sweep.log")):
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)  # the sweep and the run it was in
-    proc.wait()
-    assert not all((run / "metrics.json").is_file() for run in members(root))
-
-    resumed = aa("sweep", root, check=0)
+def test_an_interrupted_sweep_resumes_and_still_shares(four_runs):
+    root, resumed, finished_when_killed = four_runs
+    assert not finished_when_killed
     assert "4 of 4 runs done" in resumed.stdout
     assert_generated_once_and_adapted_twice(root)
 
@@ -201,7 +203,7 @@ def test_compare_select_ranks_by_the_final_models_criterion_over_seeds_and_gives
 
 
 def test_compare_select_on_a_real_sweep_picks_the_highest_snd_of_the_final_models(four_runs):
-    root, _ = four_runs
+    root, _, _ = four_runs
     out = root.parent / "select"
     proc = aa("compare", root, "--select", "snd", "--out", out, check=0)
     rows = list(csv.DictReader(open(out / "compare.csv")))
