@@ -7,7 +7,9 @@
 #         typer 0.16.0, huggingface-hub 0.24.0, numpy 1.26.0, pillow 10.0.0, ... (printed below);
 #   all:  everything requirements-dev.txt installs: diffusers 0.42 asks for huggingface-hub 1.32,
 #         which transformers 4.x refuses, hence aa-diffusers' transformers>=5.0; litellm 1.108 asks
-#         for pydantic 2.11.
+#         for pydantic 2.11. This run found diffusers 0.42 failing on torch 2.4 (torch.accelerator,
+#         2.6), hence aa-diffusers' torch>=2.6, and matplotlib 3.8 lacking one of glyph's 21 default
+#         faces (cmti10, shipped from 3.11), hence aa-generators' matplotlib>=3.11.
 #
 #   bash benchmarks/floors.sh [ROOT]     (ROOT: where the environments go, default a new temporary folder)
 #
