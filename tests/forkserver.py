@@ -114,6 +114,7 @@ class Zygote:
                 [sys.executable, "-c", ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                 env={**self.base_env, "PYTHONPATH": ""}, start_new_session=True,
             )  # fmt: skip
+        cmd = [sys.executable, "-m", "aa_cli.main", *args]  # what the fork stands for, as errors name it
         with tempfile.TemporaryDirectory(prefix="aa-fork-") as folder:
             streams = {name: os.path.join(folder, name) for name in ("stdout", "stderr")}
             for path in streams.values():
@@ -124,10 +125,9 @@ class Zygote:
             if not answer:
                 raise RuntimeError(f"the aa zygote exited with {self.proc.wait()}: run the test with -n 0 -s to see why")
             pid = int(answer)
-            status = self._wait(pid, timeout, [sys.executable, "-m", "aa_cli.main", *args])
+            status = self._wait(pid, timeout, cmd)
             read = {name: open(path, errors="replace").read() for name, path in streams.items()}
-        code = os.waitstatus_to_exitcode(status)
-        return subprocess.CompletedProcess([sys.executable, "-m", "aa_cli.main", *args], code, read["stdout"], read["stderr"])
+        return subprocess.CompletedProcess(cmd, os.waitstatus_to_exitcode(status), read["stdout"], read["stderr"])
 
     def _wait(self, pid: int, timeout: float, cmd: list[str]) -> int:
         answer: list[str] = []
