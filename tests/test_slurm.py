@@ -83,12 +83,15 @@ def sweep_files(tmp_path, small_target):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     (tmp_path / "grid.yaml").write_text(yaml.safe_dump(GRID))
     base = ["--config", tmp_path / "tiny.yaml", "--set", "uda.name=none", "--set", f"data.target={small_target}"]
+    # the source-only job trains ~10 s, checkpointing every 500 steps: stopped after its first
+    # checkpoint, it is stopped mid-training, never after its work is done (10 steps took 0.3 s)
+    base += ["--set", "source_only.steps=3000", "--set", "train.checkpoint_every=500"]
     return tmp_path / "sweep", ["--grid-file", tmp_path / "grid.yaml", *base]
 
 
 def training(root, member) -> bool:
-    log = root / member / "sweep.log"
-    return log.exists() and "[adapt] running" in log.read_text()
+    """The member's source-only training has saved a checkpoint: it is mid-training."""
+    return any((root / member).glob("checkpoints/*/step-*/checkpoint.json"))
 
 
 def assert_shared_and_compared(root):
@@ -149,6 +152,7 @@ def test_a_sweep_on_slurm_runs_its_phases_in_dependency_order_and_resumes_a_canc
         assert_shared_and_compared(root)
         log = (root / GOOD[0] / "sweep.log").read_text()  # the job's log is in the run's folder
         assert f"[job {again[source_only]}] completed" in log and f"[job {again[f'run {GOOD[0]}']}] completed" in log
+        assert "resuming from the checkpoint at step" in log  # the stopped training went on from its checkpoint
     finally:  # nothing of this test stays queued
         if (root / "sweep.json").is_file():
             subprocess.run(["scancel", *job_ids(root).values()], capture_output=True)
@@ -174,6 +178,7 @@ def test_without_slurm_the_local_executor_runs_the_same_jobs_in_order_and_resume
     status = read_json(root / "sweep.json")["status"]
     assert status == dict.fromkeys(GOOD, "done") | dict.fromkeys(BAD, f"failed: generate {BAD[0]}: {NO_FONTS}")
     assert "2 of 4 runs done" in resumed.stdout
+    assert "resuming from the checkpoint at step" in (root / GOOD[0] / "sweep.log").read_text()
     assert_shared_and_compared(root)
 
 
