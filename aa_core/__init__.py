@@ -3,4 +3,4 @@
 Importing this package is cheap: torch and friends load only when a stage runs.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

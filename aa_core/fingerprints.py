@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aa_core
 from aa_core.context import StageContext
 from aa_core.credentials import blanked
 from aa_core.run_folder import fingerprint, folder_digest
@@ -73,7 +74,10 @@ def source_inputs(ctx: StageContext) -> dict:
     if isinstance(c.model.pretrained, str):  # a local checkpoint: its contents, not only its name
         checkpoint = Path(c.model.pretrained)
         model["checkpoint"] = fingerprint([checkpoint.stat().st_size, checkpoint.stat().st_mtime_ns]) if checkpoint.is_file() else ""
-    return {"seed": c.seed, "data": data, "model": model, "train": train, "source_only": c.source_only.model_dump()}
+    # the core builds and trains this network (its own backbones' shapes, the source-only loop): a
+    # release of it that changes them retrains, where loading the old weights would fail
+    core = release(aa_core.__version__)
+    return {"seed": c.seed, "data": data, "model": model, "train": train, "source_only": c.source_only.model_dump(), "core": core}
 
 
 def source_only_fingerprint(ctx: StageContext) -> str:

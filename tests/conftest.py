@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,16 +38,28 @@ TINY = {
 
 @functools.cache
 def example_dist(name: str) -> list[Path]:
-    """``examples/<name>`` as an installed distribution: its code, and a dist-info made from its pyproject."""
-    project = tomllib.loads((EXAMPLES / name / "pyproject.toml").read_text())["project"]
-    info = Path(tempfile.mkdtemp(prefix="aa-example-")) / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
-    groups = project["entry-points"]
-    (info / "entry_points.txt").write_text(
-        "".join(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n" for group, eps in groups.items())
-    )
-    return [EXAMPLES / name, info.parent]
+    """``examples/<name>`` as an installed distribution: its code, and a dist-info made from its pyproject.
+
+    The dist-info lives in a folder named by the pyproject's digest, made once (atomically: test
+    workers race for it) and reused by later sessions, so test runs do not pile folders up in /tmp.
+    """
+    text = (EXAMPLES / name / "pyproject.toml").read_text()
+    project = tomllib.loads(text)["project"]
+    home = Path(tempfile.gettempdir()) / f"aa-example-{os.getuid()}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+    if not home.is_dir():
+        staging = Path(tempfile.mkdtemp(prefix=f"{home.name}.", dir=home.parent))
+        info = staging / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
+        groups = project["entry-points"]
+        (info / "entry_points.txt").write_text(
+            "".join(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n" for group, eps in groups.items())
+        )
+        try:
+            staging.rename(home)
+        except OSError:  # another worker made it first
+            shutil.rmtree(staging)
+    return [EXAMPLES / name, home]
 
 
 def plugin_path(fake: str) -> list[Path]:

@@ -275,6 +275,40 @@ def test_predict_gives_each_image_the_category_the_run_gave_it(finished_run, sma
     assert bad.stderr.strip().endswith("is neither an image file nor a folder; name image files or folders of images")
 
 
+def test_a_run_of_a_release_whose_network_differs_retrains_and_its_weights_are_refused_in_one_line(finished_run, small_target, tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    import aa_core
+    from aa_core.config import load_config
+    from aa_core.fingerprints import fingerprints, source_only_fingerprint
+    from aa_core.pipeline import context, read_config
+    from aa_core.run_folder import RunFolder
+
+    def stage_fingerprints() -> list[str]:
+        ctx = context(load_config(base=read_config(RunFolder(finished_run))), finished_run)
+        return [*fingerprints(ctx, ["prompts", "generate", "adapt", "refine"]).values(), source_only_fingerprint(ctx)]
+
+    now = stage_fingerprints()
+    version, aa_core.__version__ = aa_core.__version__, "0.1.0"  # the release whose small CNN was 16 wide
+    try:
+        before = stage_fingerprints()
+    finally:
+        aa_core.__version__ = version
+    assert [a == b for a, b in zip(before, now)] == [True, True, False, False, False]  # its images stay; its networks retrain
+
+    old = tmp_path / "old"
+    shutil.copytree(finished_run, old)
+    final = old / f"{read_json(old / 'metrics.json')['final']['model']}.safetensors"
+    tensors = load_file(final)
+    tensors["backbone.features.0.weight"] = torch.zeros(16, 1, 3, 3)  # the first convolution as 0.1 saved it
+    save_file(tensors, final)
+    proc = aa("predict", old, small_target / "3")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert f"the weights in {final} do not fit the network this version builds (size mismatch for backbone.features.0.weight" in proc.stderr
+    assert proc.stderr.strip().endswith(f"run `aa run --out {old}` again to retrain what changed")
+
+
 MODELING_IMPORTS = {"__future__", "json", "functools", "pathlib", "numpy", "timm", "torch", "PIL", "safetensors"}
 
 
@@ -292,7 +326,7 @@ def test_an_export_is_weights_and_a_description_and_predicts_as_the_run_did_with
     aa("export", finished_run, out, check=0)
     assert {p.name for p in out.iterdir()} == {"model.safetensors", "config.json", "modeling.py", "README.md"}
     config = read_json(out / "config.json")
-    assert config["backbone"] == {"name": "aa_small_cnn", "in_chans": 1, "num_features": 64}
+    assert config["backbone"] == {"name": "aa_small_cnn", "in_chans": 1, "num_features": 128}
     assert [layer["type"] for layer in config["bottleneck"]["layers"]] == ["linear", "batch_norm", "relu"]
     head = config["head"]  # MCD's two classifiers, read through their mean probability
     assert head["type"] == "mean_of_probabilities" and list(head["parts"]) == ["c1", "c2"]
@@ -342,10 +376,11 @@ assert not [m for m in sys.modules if m.startswith(("aa_core", "aa_uda", "aa_ssl
     assert max(abs(p[1] - q.confidence) for p, q in zip(predicted, own)) < 1e-5
 
 
-@pytest.mark.parametrize("name", ["aa_small_cnn", "aa_vit_tiny"])
+@pytest.mark.parametrize("name, width", [("aa_small_cnn", None), ("aa_small_cnn", 16), ("aa_vit_tiny", None)])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_modeling_builds_adapt_anythings_own_backbones_as_the_core_does(name, channels):
-    """modeling.py writes them out instead of shipping the core's module: same weights, same outputs."""
+def test_modeling_builds_adapt_anythings_own_backbones_as_the_core_does(name, width, channels):
+    """modeling.py writes them out instead of shipping the core's module: same weights, same outputs,
+    an export of 0.1 (a small CNN 16 wide, 64 features) included."""
     import timm
     import torch
 
@@ -354,8 +389,11 @@ def test_modeling_builds_adapt_anythings_own_backbones_as_the_core_does(name, ch
     from aa_results.export_modeling import build_backbone
 
     torch.manual_seed(0)
-    core = timm.create_model(name, pretrained=False, num_classes=0, in_chans=channels).eval()
-    written_out = build_backbone({"name": name, "in_chans": channels, "num_features": 64}).eval()
+    if width is None:
+        core = timm.create_model(name, pretrained=False, num_classes=0, in_chans=channels).eval()
+    else:
+        core = aa_core.models.small_cnn.SmallCNN(in_chans=channels, width=width).eval()
+    written_out = build_backbone({"name": name, "in_chans": channels, "num_features": core.num_features}).eval()
     written_out.load_state_dict(core.state_dict())  # strict: the same parameter names and shapes
     x = torch.randn(3, channels, 12, 12)
     with torch.no_grad():

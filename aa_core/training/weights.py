@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_model, save_model
 
+from aa_core.errors import AAError
+
 
 def save_weights(model: torch.nn.Module, path: Path, accelerator) -> None:
     accelerator.wait_for_everyone()
@@ -18,5 +20,12 @@ def save_weights(model: torch.nn.Module, path: Path, accelerator) -> None:
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> torch.nn.Module:
-    load_model(model, str(path))
+    try:
+        load_model(model, str(path))
+    except RuntimeError as exc:  # the network changed shape since: another release, or edited settings
+        first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))
+        raise AAError(
+            f"the weights in {path} do not fit the network this version builds ({first}); "
+            f"run `aa run --out {path.parent}` again to retrain what changed"
+        ) from None
     return model

@@ -48,9 +48,12 @@ except ImportError:  # timm before 1.0.9 kept it with its hybrid models
 
 
 class SmallCNN(nn.Module):
-    """``aa_small_cnn``: conv3x3(16)-BN-ReLU, conv3x3(32)-BN-ReLU-maxpool, conv3x3(64)-BN-ReLU-maxpool, global average."""
+    """``aa_small_cnn``: conv3x3(w)-BN-ReLU, conv3x3(2w)-BN-ReLU-maxpool, conv3x3(4w)-BN-ReLU-maxpool, global average.
 
-    def __init__(self, in_chans: int, width: int = 16):
+    ``w`` is a quarter of ``num_features`` (32 since Adapt Anything 0.2, 16 before)."""
+
+    def __init__(self, in_chans: int, num_features: int):
+        width = num_features // 4
         super().__init__()
 
         def block(cin: int, cout: int) -> list[nn.Module]:
@@ -66,8 +69,10 @@ class SmallCNN(nn.Module):
         return self.fc(self.pool(self.features(x)).flatten(1))
 
 
-def vit_tiny(in_chans: int) -> VisionTransformer:
-    """``aa_vit_tiny``: timm's ViT, 2 blocks of width 64 and 4 heads, over a two-layer convolutional stem cut into 2x2 patches."""
+def vit_tiny(in_chans: int, num_features: int) -> VisionTransformer:
+    """``aa_vit_tiny``: timm's ViT, 2 blocks of width 64 and 4 heads, over a two-layer convolutional stem cut into 2x2 patches.
+
+    Its width has never changed: ``build_backbone`` refuses a config that says otherwise."""
     stem = nn.Sequential(
         nn.Conv2d(in_chans, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
         nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
@@ -82,7 +87,7 @@ OWN_BACKBONES = {"aa_small_cnn": SmallCNN, "aa_vit_tiny": vit_tiny}
 def build_backbone(spec: dict) -> nn.Module:
     name, in_chans = spec["name"], spec["in_chans"]
     if name in OWN_BACKBONES:
-        backbone = OWN_BACKBONES[name](in_chans)
+        backbone = OWN_BACKBONES[name](in_chans, spec["num_features"])
     else:
         backbone = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans)
     if backbone.num_features != spec["num_features"]:

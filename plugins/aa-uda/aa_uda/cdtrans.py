@@ -90,7 +90,7 @@ class CDTrans(UDAAlgorithm):
     Options = CDTransOptions
     # stage one, the source-only warm-up, trained longer than a CNN's: a transformer learns slower
     # from a few thousand images (digits task, dev refine with MixMatch: 0.959 mean over seeds
-    # 0-2 after 1,500 steps, 0.906 after the core's 500; docs/uda-cdtrans.md)
+    # 0-2 after 1,500 steps, 0.937 after the core's 500; docs/protocol.md)
     needs = Needs(backbone="VisionTransformer", default_backbone="aa_vit_tiny", source_only_steps=1500)
 
     def __init__(self, options: CDTransOptions, classifier, context: TrainingContext):
