@@ -13,7 +13,7 @@
 # and adaptations (each knob's default member adopts every stage of the first). The small CNN's
 # width and the glyph hand share and pen are constants in code: each alternative runs from a
 # copy of its package with the constant changed, put first on the path, under a root of its own
-# (fingerprints do not cover code, so these runs must share nothing with the others).
+# (fingerprints cover the core's release, not its code, so these runs must share nothing with the others).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 root=${AA_DEFAULTS_ROOT:-/tmp/grid-defaults}
@@ -40,8 +40,8 @@ knob() {
     source_only_steps) sweep source_only.steps=250,500,1000 ;;
     images_per_class) sweep generator.images_per_class=250,500,1000 ;;
     width)
-      patched width8 aa_core models/small_cnn.py "width: int = 16" "width: int = 8"
-      patched width32 aa_core models/small_cnn.py "width: int = 16" "width: int = 32" ;;
+      patched width16 aa_core models/small_cnn.py "width: int = 32" "width: int = 16"
+      patched width64 aa_core models/small_cnn.py "width: int = 32" "width: int = 64" ;;
     hand_share)
       patched hand0.25 plugins/aa-generators/aa_generators style.py '"hand_share": 0.5' '"hand_share": 0.25'
       patched hand0.75 plugins/aa-generators/aa_generators style.py '"hand_share": 0.5' '"hand_share": 0.75' ;;
