@@ -47,10 +47,60 @@ def test_strict_mode_reraises_a_broken_plugin():
     assert "a_dependency_that_is_not_installed" in proc.stderr
 
 
-def test_selecting_a_name_of_a_failed_plugin_is_unknown():
+def test_selecting_a_name_of_a_failed_plugin_names_the_plugin_and_why():
     proc = aa("run", "--ssl", "brokenmatch", fakes=["broken"])
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1] == "error: unknown ssl 'brokenmatch'. Choose one of: fixmatch, mixmatch"
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: ssl 'brokenmatch' is registered by aa-fake-broken, which failed to load (ModuleNotFoundError: No module "
+        "named 'a_dependency_that_is_not_installed'); fix or reinstall aa-fake-broken (`aa plugins` lists every plugin's "
+        "state), or pick another ssl"
+    )
+
+
+def test_a_misspelled_hook_fails_its_plugin_alone():
+    proc = aa("plugins", fakes=["typohook", "good"], check=0)
+    reason = "unknown hook aa_stage_ned in aa-typohook; did you mean aa_stage_end?"
+    assert f"aa-typohook 1.0  [failed: {reason}]" in proc.stdout
+    assert "aa-fake-good 1.0  [loaded]" in proc.stdout
+    assert f"WARNING: plugin aa-typohook failed to load: {reason}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert aa("--help", fakes=["typohook"]).returncode == 0
+    assert aa("fake-hello", fakes=["typohook", "good"], check=0).stdout.strip() == "hello world from aa-fake-good"
+
+
+def test_a_misspelled_hook_is_an_error_with_its_traceback_when_strict():
+    proc = aa("plugins", fakes=["typohook"], env={"AA_STRICT_PLUGINS": "1"})
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: plugins failed to load: PluginValidationError: unknown hook aa_stage_ned in aa-typohook; did you mean aa_stage_end?"
+    )
+
+
+def test_a_hook_function_without_hookimpl_gets_a_warning():
+    proc = aa("plugins", fakes=["unmarked"], check=0)
+    assert "aa-unmarked 1.0  [loaded]" in proc.stdout
+    assert (
+        "WARNING: plugin aa-unmarked: aa_stage_end in aa_fake_unmarked.hooks is not marked @hookimpl, so it is never "
+        "called; decorate it with `@hookimpl` from aa_core.api"
+    ) in proc.stderr
+
+
+def test_an_entry_point_naming_a_missing_class_says_where_to_fix_it():
+    proc = aa("run", "--ssl", "typomatch", fakes=["badentry"])
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: ssl 'typomatch' of aa-badentry (entry point 'aa_fake_badentry.typomatch:TypoMach' in aa.ssl): "
+        "aa_fake_badentry.typomatch defines no 'TypoMach'; fix the class name of the entry point in aa-badentry's "
+        "pyproject.toml and reinstall it"
+    )
+
+
+def test_a_misspelled_name_suggests_the_closest():
+    proc = aa("run", "--ssl", "fixmach")
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == "error: unknown ssl 'fixmach'. Did you mean 'fixmatch'? Choose one of: fixmatch, mixmatch"
 
 
 def test_disable_env_var_turns_named_plugins_off():
@@ -59,7 +109,9 @@ def test_disable_env_var_turns_named_plugins_off():
     assert plugins["aa-uda"]["status"] == "loaded"
     proc = aa("run", "--uda", "entropy", fakes=["example:aa-entropy"], env={"AA_DISABLE_PLUGINS": "aa-entropy"})
     assert proc.returncode == 1
-    assert "unknown uda 'entropy'. Choose one of: cdtrans, dann, mcd, symnets" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: uda 'entropy' is registered by aa-entropy, disabled by AA_DISABLE_PLUGINS; turn it back on, or pick another uda"
+    )
 
 
 def test_builtin_only_switch_disables_every_third_party_plugin():

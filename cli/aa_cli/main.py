@@ -265,11 +265,14 @@ def main() -> None:
     from aa_core.plugins import plugin_manager
 
     try:
-        plugin_manager().hook.aa_register_commands(app=app)
+        plugin_manager().register_commands(app)
     except AAError as exc:
         typer.secho(f"error: {exc}", err=True, fg="red")
         sys.exit(exc.exit_code)
-    except Exception as exc:  # a plugin's hook failed in strict mode
+    except Exception as exc:  # strict mode (AA_STRICT_PLUGINS): a plugin that fails to load is an error, traceback shown
+        import traceback
+
+        traceback.print_exc()
         typer.secho(f"error: plugins failed to load: {type(exc).__name__}: {exc}", err=True, fg="red")
         sys.exit(1)
     app()

@@ -1,0 +1,1 @@
+"""A plugin with a misspelled hook (the mistake under test)."""

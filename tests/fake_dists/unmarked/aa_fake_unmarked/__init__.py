@@ -1,0 +1,1 @@
+"""A plugin with a hook function that lacks @hookimpl (the mistake under test)."""
