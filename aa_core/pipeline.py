@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 import aa_core
+from aa_core.blame import blame
 from aa_core.config import Config
 from aa_core.context import StageContext
 from aa_core.credentials import blanked
@@ -31,7 +32,7 @@ from aa_core.kinds import KINDS, chosen
 from aa_core.lock import writer_lock
 from aa_core.needs import check_backbones, fill_defaults
 from aa_core.plugins import plugin_manager
-from aa_core.run_folder import RunFolder, write_atomic
+from aa_core.run_folder import RunFolder, strict_json, write_atomic
 from aa_core.stages import STAGE_NAMES
 
 STAGES = {name: importlib.import_module(f"aa_core.stages.{name}") for name in STAGE_NAMES}
@@ -182,7 +183,13 @@ def run_stages(ctx: StageContext, stages: list[str], fps: dict[str, str], only: 
         started = time.perf_counter()
         set_seed(config.seed)
         ctx.fingerprint = fps[stage]
-        STAGES[stage].run(ctx)
+        try:
+            STAGES[stage].run(ctx)
+        except Exception as exc:
+            failure = blame(ctx, stage, exc)
+            if failure is None:  # the user's error, a full disk, or the core's own bug: as it is
+                raise
+            raise failure from None
         accelerator.wait_for_everyone()
         seconds = time.perf_counter() - started
         if main:
@@ -210,4 +217,4 @@ def record_seconds(folder: RunFolder, fps: dict[str, str]) -> None:
     if metrics:
         seconds = folder.seconds()
         metrics["seconds"] = {stage: seconds[stage] for stage in fps if stage in seconds}
-        write_atomic(folder.metrics, json.dumps(metrics, indent=2))
+        write_atomic(folder.metrics, strict_json(metrics))

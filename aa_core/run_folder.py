@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ STALE = "stale"  # what a run set aside rather than delete: files it no longer w
 # adopted folder's entries of these names are set aside, as the run would write over them
 WRITTEN = frozenset(
     {name for names in OUTPUTS.values() for name in names}
-    | {"config.yaml", "stages.json", "unreadable.txt", "checkpoints", "tracking", LOCK, "sweep.log", "report.html"}
+    | {"config.yaml", "stages.json", "unreadable.txt", "checkpoints", "tracking", LOCK, "sweep.log", "report.html", "error.log"}
 )
 # what a run folder may hold before its config.yaml: the lock, the preflight's list, an ``aa sweep`` member's log
 EARLY = frozenset({LOCK, "unreadable.txt", "sweep.log", STALE})
@@ -53,6 +54,21 @@ def folder_digest(root: Path) -> str:
         return ""
     files = (p for p in root.rglob("*") if p.is_file())
     return fingerprint(sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+
+
+def strict_json(data: Any) -> str:
+    """``data`` as strict JSON (every reader parses it): a NaN or infinity becomes ``null``."""
+
+    def finite(value: Any) -> Any:
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(v) for v in value]
+        return value
+
+    return json.dumps(finite(data), indent=2, allow_nan=False)
 
 
 def write_atomic(path: Path, text: str) -> None:

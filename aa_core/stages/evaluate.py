@@ -19,7 +19,7 @@ import torch
 from aa_core.context import StageContext
 from aa_core.data.views import Views
 from aa_core.final_model import choose, label_free
-from aa_core.run_folder import write_atomic
+from aa_core.run_folder import strict_json, write_atomic
 from aa_core.trained import TRAINED, last_trained, trained_model
 from aa_core.training.predict import predict_probabilities
 
@@ -92,4 +92,4 @@ def run(ctx: StageContext) -> None:
         metrics["prompts"] = json.loads(ctx.folder.prompts_usage.read_text())
     if ctx.config.data.source is None and ctx.folder.generation.exists():
         metrics["generation"] = json.loads(ctx.folder.generation.read_text())
-    write_atomic(ctx.folder.metrics, json.dumps(metrics, indent=2))
+    write_atomic(ctx.folder.metrics, strict_json(metrics))

@@ -1,7 +1,8 @@
 """The step loop: draw a batch, call the algorithm's ``train_step``, show progress, log, save.
 
 Every ``log_every`` steps the step's scalars go to ``train_log.jsonl`` and to the ``aa_log``
-hook (trackers join it), from the main process.
+hook (trackers join it), from the main process. Every step's scalars must be finite: a NaN stops
+training at the step it appears (``aa_core.blame``), where the last checkpoint is still sound.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from aa_core.blame import check_finite
 from aa_core.plugins import plugin_manager
 from aa_core.training.checkpoint import Checkpoints
 from aa_core.training.progress import progress_bar
@@ -43,7 +45,12 @@ def run_steps(
     log = open(log_file, "a") if log_file and main else None
     try:
         for step, batch in zip(range(start, steps), batches):
-            logs = step_fn(batch, step)
+            try:
+                logs = step_fn(batch, step)
+                check_finite(logs)
+            except Exception as exc:  # noted for the one line naming the plugin and the step (aa_core.blame)
+                exc.aa_step, exc.aa_module = step, getattr(step_fn, "__module__", None)
+                raise
             bar.update()
             if step % log_every == 0 or step == steps - 1:
                 bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()}, refresh=False)
@@ -89,10 +96,14 @@ def train_part(
     part's result is saved."""
     config, accelerator = ctx.config, ctx.accelerator
     checkpoints = Checkpoints(ctx.folder.checkpoints / part, fingerprint, algorithm, accelerator, selector, ctx.folder.log)
-    start, drawn = checkpoints.resume(lambda: batches(0), batches)
-    run_steps(
-        algorithm.train_step, drawn, steps, accelerator, desc, ctx.folder.log,
-        checkpoint_every=config.train.select_every, on_checkpoint=on_select,
-        save_every=config.train.checkpoint_every, on_save=checkpoints.save, start=start,
-    )  # fmt: skip
+    try:
+        start, drawn = checkpoints.resume(lambda: batches(0), batches)
+        run_steps(
+            algorithm.train_step, drawn, steps, accelerator, desc, ctx.folder.log,
+            checkpoint_every=config.train.select_every, on_checkpoint=on_select,
+            save_every=config.train.checkpoint_every, on_save=checkpoints.save, start=start,
+        )  # fmt: skip
+    except Exception as exc:
+        exc.aa_part = part  # the checkpoints stay: a fixed plugin resumes from the last one
+        raise
     return checkpoints

@@ -83,7 +83,8 @@ class Update:
 
     ``optimizer`` may be a list: one loss then updates several parameter sets at once (MCD's
     first step updates its feature extractor and its classifiers, each with its optimizer).
-    ``max_grad_norm`` clips the gradients' global norm before the step (CDTrans: 1).
+    ``max_grad_norm`` clips the gradients' global norm before the step (CDTrans: 1). A loss that
+    is NaN or infinite stops training there, naming the algorithm and the step (``aa_core.blame``).
 
     Example::
 
@@ -102,6 +103,10 @@ class Update:
         return self.optimizers[0]
 
     def __call__(self, loss: torch.Tensor) -> None:
+        if not bool(loss.isfinite().all()):  # one NaN step poisons every weight: stop at the step it appears
+            from aa_core.blame import NonFinite
+
+            raise NonFinite("loss", float(loss.detach().float().reshape(-1)[0]))
         for optimizer in self.optimizers:
             optimizer.zero_grad()
         self.accelerator.backward(loss)
