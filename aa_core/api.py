@@ -9,7 +9,9 @@ Contracts (subclass one per implementation; ``aa_core.contracts`` explains them)
     SSLAlgorithm, SSLBatch, SSLFeed               semi-supervised     (aa.ssl)
     Classifier, TrainingContext, Loaders          what algorithms receive
     Needs                                         what an algorithm needs of the run (backbone, defaults)
+    Options                                       the base of every ``Options`` model: unknown keys refused
     NoOptions                                     for an implementation without options
+    file_digest                                   a file's digest, for an implementation's ``inputs()``
 
 Hooks (``aa_core.hookspecs``; implement them in a module registered under ``aa.plugins``)::
 
@@ -53,7 +55,6 @@ if TYPE_CHECKING:  # for readers and type checkers; at run time they load on fir
         ImageGenerator,
         Loaders,
         Needs,
-        NoOptions,
         Prompt,
         Prompter,
         PrompterContext,
@@ -68,14 +69,16 @@ if TYPE_CHECKING:  # for readers and type checkers; at run time they load on fir
     from aa_core.credentials import blank_credentials
     from aa_core.models.classifier import ImageClassifier
     from aa_core.models.dropout import Dropout
+    from aa_core.options import NoOptions, Options, SGDOptions
+    from aa_core.run_folder import file_digest
     from aa_core.training.ema import EMA
     from aa_core.training.frozen import frozen
-    from aa_core.training.optim import SGDOptions, Update, fused, param_groups, sgd
+    from aa_core.training.optim import Update, fused, param_groups, sgd
     from aa_core.training.schedules import cosine_decay, inverse_decay, lambda_lr, progress, sigmoid_ramp, warmup_cosine
 
 CONTRACTS = (
-    "Classifier", "GeneratorContext", "ImageFilter", "ImageFilterContext", "ImageGenerator", "Loaders", "Needs", "NoOptions",
-    "Prompt", "Prompter", "PrompterContext", "SSLAlgorithm", "SSLBatch", "SSLFeed", "TrainingContext", "UDAAlgorithm",
+    "Classifier", "GeneratorContext", "ImageFilter", "ImageFilterContext", "ImageGenerator", "Loaders", "Needs", "Prompt",
+    "Prompter", "PrompterContext", "SSLAlgorithm", "SSLBatch", "SSLFeed", "TrainingContext", "UDAAlgorithm",
     "UDABatch", "UDAData",
 )  # fmt: skip
 SCHEDULES = ("cosine_decay", "inverse_decay", "lambda_lr", "progress", "sigmoid_ramp", "warmup_cosine")
@@ -85,7 +88,10 @@ _LAZY = {
     **dict.fromkeys(SCHEDULES, "aa_core.training.schedules"),
     "ImageClassifier": "aa_core.models.classifier",
     "Dropout": "aa_core.models.dropout",
-    "SGDOptions": "aa_core.training.optim",
+    "Options": "aa_core.options",
+    "NoOptions": "aa_core.options",
+    "SGDOptions": "aa_core.options",
+    "file_digest": "aa_core.run_folder",
     "sgd": "aa_core.training.optim",
     "param_groups": "aa_core.training.optim",
     "Update": "aa_core.training.optim",
@@ -108,6 +114,7 @@ __all__ = [
     "Loaders",
     "Needs",
     "NoOptions",
+    "Options",
     "Prompt",
     "Prompter",
     "PrompterContext",
@@ -122,6 +129,7 @@ __all__ = [
     "Update",
     "blank_credentials",
     "cosine_decay",
+    "file_digest",
     "frozen",
     "fused",
     "hookimpl",

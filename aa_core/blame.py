@@ -16,6 +16,7 @@ chance-level predictions, exit status 0.
 from __future__ import annotations
 
 import math
+import re
 import sys
 import traceback
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from aa_core.errors import AAError, out_of_space
 from aa_core.kinds import KINDS, chosen
 
 ERROR_LOG = "error.log"
+CHECKPOINT = re.compile(r"step-(\d+)")  # a checkpoint's folder (aa_core.training.checkpoint)
 CORE = "adapt-anything"
 # the kinds of implementation each stage calls (evaluate rebuilds the trained networks)
 STAGE_KINDS = {
@@ -145,8 +147,6 @@ def last_checkpoint(ctx, part: str | None) -> int | None:
     """The step of the newest training checkpoint of ``part`` in the run folder, if any."""
     if part is None:
         return None
-    from aa_core.training.checkpoint import STEP
-
     folder = ctx.folder.checkpoints / part
-    steps = [int(m.group(1)) for p in folder.glob("step-*") if (m := STEP.fullmatch(p.name))] if folder.is_dir() else []
+    steps = [int(m.group(1)) for p in folder.glob("step-*") if (m := CHECKPOINT.fullmatch(p.name))] if folder.is_dir() else []
     return max(steps, default=None)

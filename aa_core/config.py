@@ -19,7 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from aa_core.errors import ConfigError
 from aa_core.kinds import KINDS, NONE
-from aa_core.training.optim import SGDOptions
+from aa_core.options import SGDOptions, unknown_key
 
 DIGITS = [str(d) for d in range(10)]
 TASKS = Path(__file__).parent / "tasks"
@@ -271,7 +271,14 @@ def merge(into: dict, layer: dict) -> None:
 
 
 def implementation_options(prefix: str, options: dict[str, Any], cls: type) -> Any:
-    """Validate ``options`` against the chosen implementation's ``Options``; errors name keys after ``prefix``."""
+    """Validate ``options`` against the chosen implementation's ``Options``; errors name keys after ``prefix``.
+
+    A key no field of ``Options`` names is refused here, whatever the model's own ``extra``."""
+    unknown = unknown_key(options, cls.Options)
+    if unknown is not None:
+        key, close = unknown
+        hint = f"; did you mean {prefix}{close}?" if close else ""
+        raise ConfigError(f"invalid config: {prefix}{key}: unknown key (got {options[key]!r}){hint}")
     try:
         return cls.Options.model_validate(options)
     except ValidationError as exc:

@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
+
+from aa_core.options import NoOptions
 
 if TYPE_CHECKING:  # keep this module importable without torch
     import torch
@@ -36,16 +38,22 @@ if TYPE_CHECKING:  # keep this module importable without torch
     from torch.utils.data import Dataset
 
 
-class NoOptions(BaseModel):
-    """Options model of an implementation that takes none."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
 class Implementation:
-    """Common to every kind: a name (the entry-point name) and an ``Options`` model."""
+    """Common to every kind: a name (the entry-point name) and an ``Options`` model.
+
+    ``Options`` derives from ``aa_core.api.Options`` (unknown keys refused); ``inputs`` declares
+    what the implementation's result depends on beyond its options and its release.
+    """
 
     Options: ClassVar[type[BaseModel]] = NoOptions
+
+    @classmethod
+    def inputs(cls, options: BaseModel) -> Any:
+        """What this implementation's result depends on besides ``options`` and its version,
+        as JSON-able data: a file's digest (``aa_core.api.file_digest``), a remote model's
+        revision. It goes into its stage's fingerprint: when it changes, the stage runs again.
+        The default, ``None``: nothing else."""
+        return None
 
 
 # --- prompt generators -------------------------------------------------------------------------

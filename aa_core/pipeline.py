@@ -72,7 +72,17 @@ def read_config(folder: RunFolder) -> dict:
 
 
 def write_config(ctx: StageContext) -> None:
-    record = blanked(ctx.config.model_dump(mode="json"))  # no password of a URL option on disk
+    """``config.yaml``: every setting as the run resolved it, each implementation's options with their defaults."""
+    record = ctx.config.model_dump(mode="json")
+    for kind in chosen_kinds(ctx.config):
+        section = record[KINDS[kind].section]
+        for name, (_cls, options) in ctx.implementations(kind).items():
+            resolved = options.model_dump(mode="json")
+            if KINDS[kind].several:
+                section[name] = resolved
+            else:
+                section.update(resolved)
+    record = blanked(record)  # no password of a URL option on disk
     record["plugins"] = {kind: ctx.version(kind) for kind in chosen_kinds(ctx.config) if not KINDS[kind].several}
     for kind in (k for k in chosen_kinds(ctx.config) if KINDS[k].several):
         record["plugins"][kind] = {name: ctx.distribution(kind, name) for name in chosen(ctx.config, kind)}

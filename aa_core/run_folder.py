@@ -33,6 +33,15 @@ OUTPUTS = {
     "refine": ("split.csv", "split.json", "refine.safetensors"),
     "evaluate": ("predictions.csv", "metrics.json"),
 }
+# what must still be there for a completed stage to be reused: one deleted by hand makes it run again
+REQUIRED = {
+    "prompts": ("prompts.jsonl",),
+    "generate": ("source", "generation.json"),
+    "source_only": ("source_only.safetensors",),
+    "adapt": ("source_only.safetensors", "adapt.safetensors"),
+    "refine": ("split.csv", "split.json", "refine.safetensors"),
+    "evaluate": ("predictions.csv", "metrics.json"),
+}
 STALE = "stale"  # what a run set aside rather than delete: files it no longer wants, an adopted folder's
 # every name aa writes at the top of a run folder (``aa sweep`` its log, ``aa report`` its page): an
 # adopted folder's entries of these names are set aside, as the run would write over them
@@ -54,6 +63,19 @@ def folder_digest(root: Path) -> str:
         return ""
     files = (p for p in root.rglob("*") if p.is_file())
     return fingerprint(sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+
+
+def file_digest(path: str | Path) -> str:
+    """Identity of a file's contents (SHA-256, streamed): for an implementation's ``inputs``.
+    "" where there is no such file, so that making it changes the digest."""
+    path = Path(path)
+    if not path.is_file():
+        return ""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def strict_json(data: Any) -> str:
@@ -187,7 +209,10 @@ class RunFolder:
         return json.loads(self._state.read_text()) if self._state.exists() else {}
 
     def is_current(self, stage: str, fp: str) -> bool:
-        return self.state().get(stage, {}).get("fingerprint") == fp
+        """Whether ``stage`` completed for the inputs ``fp`` and what it left is still there."""
+        if self.state().get(stage, {}).get("fingerprint") != fp:
+            return False
+        return all((self.root / name).exists() for name in REQUIRED.get(stage, ()))
 
     def forget(self, stage: str) -> None:
         state = self.state()

@@ -11,6 +11,8 @@ of the core, so the core can change inside without its tools noticing::
                                 the trained networks and the way they read an image
     execute(config, path, ...)  the pipeline itself (``aa run``)
     own_backbone_source(name)   the code of Adapt Anything's own timm backbones, for exports
+    IMPLEMENTATION_SECTIONS, core_keys(section)
+                                the sections naming an implementation; their keys that are not its options
     load_config, parse_set, RunFolder, OUTPUTS, write_atomic, is_image, AAError
 """
 
@@ -18,18 +20,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aa_core.config import Config, load_config, parse_set
+from aa_core.config import IMPLEMENTATION_SECTIONS, Config, load_config, parse_set
 from aa_core.data.image_folder import is_image
 from aa_core.errors import AAError
 from aa_core.lock import writer_lock
 from aa_core.run_folder import OUTPUTS, RunFolder, write_atomic
 
 __all__ = [
-    "AAError", "OUTPUTS", "Run", "RunFolder", "execute", "is_image", "load_config", "own_backbone_source", "parse_set", "write_atomic",
-    "writer_lock",
+    "AAError", "IMPLEMENTATION_SECTIONS", "OUTPUTS", "Run", "RunFolder", "core_keys", "execute", "is_image", "load_config",
+    "own_backbone_source", "parse_set", "write_atomic", "writer_lock",
 ]  # fmt: skip
 
 OWN_BACKBONES = {"aa_small_cnn": "aa_core.models.small_cnn", "aa_vit_tiny": "aa_core.models.tiny_vit"}
+
+
+def core_keys(section: str) -> set[str]:
+    """The keys of implementation section ``section`` that are the core's (``name``,
+    ``images_per_class``...), not the chosen implementation's options."""
+    return set(Config.model_fields[section].annotation.model_fields)
 
 
 class Run:

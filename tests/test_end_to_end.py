@@ -235,7 +235,10 @@ def test_fixmatch_follows_an_algorithm_that_changes_the_network(tmp_path, tiny_c
     out = tmp_path / "run"
     aa("run", "--config", tiny_config, "--target", small_target, "--out", out, "--uda", uda, check=0)
     config = yaml.safe_load((out / "config.yaml").read_text())
-    assert config["uda"] == {"name": uda}  # the digits preset's DANN trade-off does not follow
+    from aa_core.plugins import plugin_manager
+
+    defaults = plugin_manager().load("uda", uda).Options().model_dump(mode="json")
+    assert config["uda"] == {"name": uda, **defaults}  # its own options, each at its default, written out
     assert config["model"]["backbone"] == backbone
     assert set(read_json(out / "metrics.json")["target_accuracy"]) == {"source_only", "adapt", "refine"}
 

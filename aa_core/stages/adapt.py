@@ -39,7 +39,7 @@ def run(ctx: StageContext) -> None:
 
     classifier = ctx.new_classifier()
     source_fp = source_only_fingerprint(ctx)
-    if folder.is_current("source_only", source_fp) and folder.weights("source_only").exists():
+    if folder.is_current("source_only", source_fp):
         load_weights(classifier, folder.weights("source_only"))
     else:
         baseline = SourceOnly(config.source_only, classifier, ctx.training_context(config.source_only.steps))

@@ -13,21 +13,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
+from aa_core.options import SGDOptions
 
-if TYPE_CHECKING:  # the options load without torch: the config reads them
+if TYPE_CHECKING:
     import torch
 
-
-class SGDOptions(BaseModel):
-    """SGD's options; an algorithm's ``Options`` may extend it and change the defaults."""
-
-    model_config = ConfigDict(extra="forbid")
-    lr: float = Field(0.01, gt=0, description="learning rate of the new layers")
-    momentum: float = Field(0.9, ge=0)
-    weight_decay: float = Field(1e-3, ge=0)
-    nesterov: bool = True
-    backbone_lr_mult: float = Field(0.1, ge=0, description="backbone rate multiplier, pretrained backbones only")
+__all__ = ["SGDOptions", "Update", "fused", "param_groups", "sgd"]  # SGDOptions lives in aa_core.options
 
 
 def fused(accelerator) -> dict[str, bool]:

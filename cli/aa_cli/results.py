@@ -32,7 +32,7 @@ def register(app: typer.Typer, user_errors) -> None:
         from aa_core.runs import AAError
         from aa_results.cluster_options import parse_options, slurm_section
         from aa_results.launchers import LAUNCHERS, launch
-        from aa_results.sweep import Sweep, parse_grid, run_sweep
+        from aa_results.sweep import Sweep, check_grid, parse_grid, run_sweep
 
         say = lambda line: typer.echo(line, err=True)  # noqa: E731
         with user_errors():
@@ -51,6 +51,7 @@ def register(app: typer.Typer, user_errors) -> None:
                 )
             else:
                 chosen = Sweep.load(root)
+            check_grid(chosen.grid, chosen.sets)
             if chosen.launcher not in LAUNCHERS:
                 raise AAError(f"unknown launcher '{chosen.launcher}'; choose one of: {', '.join(LAUNCHERS)}")
             if chosen.launcher == "processes" and slurm:

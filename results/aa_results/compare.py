@@ -62,12 +62,36 @@ def flatten(config: dict, prefix: str = "") -> dict:
     return out
 
 
+def settings(config: dict) -> dict:
+    """A run's settings, flattened; an implementation's options keyed by its name too
+    (``uda.trade_off`` of DANN is ``uda[dann].trade_off``), since config.yaml writes every option
+    out and another implementation's options are no difference between two runs."""
+    from aa_core.runs import IMPLEMENTATION_SECTIONS, core_keys
+
+    out = {}
+    for key, value in flatten(config).items():
+        section, _, name = key.partition(".")
+        if section in NOT_SETTINGS:
+            continue
+        if section in IMPLEMENTATION_SECTIONS and name not in core_keys(section):
+            key = f"{section}[{config[section].get('name')}].{name}"
+        out[key] = value
+    return out
+
+
 def labels(runs: list[Run]) -> list[str]:
-    """Each run's configuration name: the settings whose values differ among the runs, seed aside."""
-    flat = [{k: v for k, v in flatten(run.config).items() if k.split(".")[0] not in NOT_SETTINGS} for run in runs]
+    """Each run's configuration name: the settings whose values differ among the runs, seed aside;
+    an option, among the runs of its implementation."""
+    flat = [settings(run.config) for run in runs]
     keys = sorted({k for f in flat for k in f})
-    differing = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flat}) > 1]
-    return [" ".join(f"{k}={f.get(k)}" for k in differing) or "all runs" for f in flat]
+
+    def differs(key: str) -> bool:
+        among = [f for f in flat if key in f] if "[" in key else flat
+        return len({json.dumps(f.get(key), sort_keys=True, default=str) for f in among}) > 1
+
+    differing = [k for k in keys if differs(k)]
+    shown = {k: k.split("[")[0] + k.split("]", 1)[1] if "[" in k else k for k in differing}
+    return [" ".join(f"{shown[k]}={f[k] if k in f else None}" for k in differing if k in f or "[" not in k) or "all runs" for f in flat]
 
 
 def mean_std(values: list[float]) -> str:

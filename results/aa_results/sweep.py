@@ -79,8 +79,8 @@ class Sweep:
         keys = list(self.grid)
         out = []
         for values in itertools.product(*(self.grid[k] for k in keys)):
-            sets = [f"{k}={v}" for k, v in zip(keys, values)]
-            name = "__".join(sets) or "base"
+            sets = [f"{k}={json.dumps(v) if isinstance(v, dict) else v}" for k, v in zip(keys, values)]
+            name = "__".join(member_label(k, v, self.grid[k]) for k, v in zip(keys, values)) or "base"
             out += [Member(name, seed, sets) for seed in self.seeds]
         return out
 
@@ -108,6 +108,40 @@ class Sweep:
         if not path.is_file():
             raise AAError(f"{root} holds no sweep ({RECORD}); start one with `aa sweep {root} --grid KEY=V1,V2`")
         return cls(root=root, **json.loads(path.read_text()))
+
+
+def member_label(key: str, value, values: list) -> str:
+    """``key=value`` in a member's name; an implementation with its options (``generator:
+    [{name: glyph}, {name: stable-diffusion, steps: 1}]``) by its name, and its options where
+    another value of the key has the same name."""
+    if not isinstance(value, dict):
+        return f"{key}={value}"
+    twins = sum(isinstance(v, dict) and v.get("name") == value.get("name") for v in values)
+    options = [f"{k}={v}" for k, v in value.items() if k != "name"] if twins > 1 else []
+    return f"{key}=" + ",".join([str(value.get("name")), *options])
+
+
+def check_grid(grid: dict[str, list], sets: list[str]) -> None:
+    """A section key takes implementations with their options; a base --set of an option cannot
+    follow a grid that swaps the implementation (it belongs to one of them)."""
+    from aa_core.runs import IMPLEMENTATION_SECTIONS, core_keys
+
+    for key, values in grid.items():
+        if "." not in key:
+            if key not in IMPLEMENTATION_SECTIONS or not all(isinstance(v, dict) and v.get("name") for v in values):
+                raise AAError(
+                    f"grid key {key!r} must name a setting (section.key), or be one of {', '.join(sorted(IMPLEMENTATION_SECTIONS))} "
+                    f"with implementations and their options ({key}: [{{name: a}}, {{name: b, option: 1}}])"
+                )
+    swapped = {k.split(".")[0] for k in grid if k.split(".")[0] in IMPLEMENTATION_SECTIONS and k.split(".")[-1] in ("name", k)}
+    for item in sets:
+        key = parse_set(item)[0]
+        section, _, name = key.partition(".")
+        if section in swapped and name and name not in core_keys(section):
+            raise AAError(
+                f"--set {key} is an option of one {section} implementation, and the grid swaps {section}.name; give each "
+                f"implementation its options in the grid: --grid '{section}=[{{name: a}}, {{name: b, {name}: ...}}]'"
+            )
 
 
 def parse_grid(items: list[str], file: Path | None) -> dict[str, list]:

@@ -21,13 +21,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PIL.Image import Image
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from aa_core.api import AAError, ImageFilter, ImageFilterContext
+from aa_core.api import AAError, ImageFilter, ImageFilterContext, Options
 
 
-class CLIPFilterOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CLIPFilterOptions(Options):
     model: str = Field("openai/clip-vit-base-patch32", description="a CLIP model: hub id or local folder (transformers CLIPModel)")
     template: str = Field("a {domain} of a {category}", description="the text that describes each category; uses {category}, {domain}")
     top_k: int = Field(1, ge=1, description="keep an image whose category is among CLIP's k most likely")

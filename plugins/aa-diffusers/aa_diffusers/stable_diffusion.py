@@ -25,9 +25,9 @@ from typing import Literal
 
 import numpy as np
 from PIL.Image import Image
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from aa_core.api import AAError, GeneratorContext, ImageGenerator
+from aa_core.api import AAError, GeneratorContext, ImageGenerator, Options
 from aa_diffusers.call_arguments import call_arguments
 from aa_diffusers.precision import check_finite, torch_dtype
 from aa_diffusers.safety import withheld
@@ -37,8 +37,7 @@ logger = logging.getLogger("aa")
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the paper's generator
 
 
-class StableDiffusionOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StableDiffusionOptions(Options):
     revision: str | None = Field(None, description="hub revision (branch, tag or commit) of generator.model")
     variant: str | None = Field(None, description='weights variant, e.g. "fp16" (smaller downloads)')
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from aa_core.api import AAError, GeneratorContext, ImageGenerator
+from aa_core.api import AAError, GeneratorContext, ImageGenerator, Options
 from aa_generators.hand_font import HandFont, hand_fonts
 from aa_generators.outline_fonts import SYSTEM, OutlineFont, outline_fonts
 from aa_generators.stroke_fonts import StrokeFont, stroke_fonts
@@ -33,8 +33,7 @@ CANVAS = 128  # drawing resolution; the image is fitted down from it
 Font = OutlineFont | StrokeFont | HandFont
 
 
-class GlyphOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class GlyphOptions(Options):
     size: int = Field(32, ge=8, description="output image side in pixels")
 
 

@@ -27,15 +27,15 @@ from collections.abc import Sequence
 from typing import Literal
 
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from aa_core.api import AAError, GeneratorContext, ImageGenerator
+from aa_core.api import AAError, GeneratorContext, ImageGenerator, Options
 from aa_glide.checkpoints import Checkpoints
 
 INSTALL = 'pip install "glide-text2im @ git+https://github.com/openai/glide-text2im"'
 
 
-class GlideOptions(BaseModel):
+class GlideOptions(Options):
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)  # steps=100 on the command line is "100"
     guidance_scale: float = Field(3.0, ge=0, description="classifier-free guidance of the base model")
     steps: str = Field("100", description="the base model's timestep respacing: a count ('100') or GLIDE's 'fastNN'")

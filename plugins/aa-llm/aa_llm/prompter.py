@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from aa_core.api import AAError, Prompt, Prompter, blank_credentials
+from aa_core.api import AAError, Options, Prompt, Prompter, blank_credentials
 from aa_llm.answer import MalformedAnswer, keep, parse
 from aa_llm.cache import AnswerCache, key_of
 
@@ -44,8 +44,7 @@ INSTRUCTION = (
 )
 
 
-class LLMOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LLMOptions(Options):
     api_base: str | None = Field(None, description="where requests go (a local server, a proxy); none: the provider's own endpoint")
     instruction: str = Field(INSTRUCTION, description="the request; uses {n}, {category}, {domain}, {description}")
     temperature: float = Field(1.0, ge=0, le=2, description="sampling temperature (Anthropic takes 0 to 1)")

@@ -15,17 +15,16 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from aa_core.api import Prompt, Prompter
+from aa_core.api import Options, Prompt, Prompter
 from aa_prompters.vocabularies import VOCABULARIES, kind_of
 
 AN_BEFORE_VOWEL = re.compile(r"\b([Aa]) ([aeiouAEIOU])")  # "a alarm clock" -> "an alarm clock"
 Kind = Literal["handwriting", "product", "clipart", "sketch", "art", "rendering", "photo"]
 
 
-class TemplateOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TemplateOptions(Options):
     kind: Kind | None = Field(None, description="the kind of domain; none: read from the domain's name")
     template: str | None = Field(None, description="uses {style}, {domain}, {category}; none: the kind's")
     styles: dict[str, list[str]] | None = Field(None, description="axes of words; none: the kind's")

@@ -45,9 +45,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from aa_core.api import EMA, SSLAlgorithm, SSLBatch, SSLFeed, TrainingContext, Update, fused, param_groups, progress
+from aa_core.api import EMA, Options, SSLAlgorithm, SSLBatch, SSLFeed, TrainingContext, Update, fused, param_groups, progress
 from aa_ssl.kept_statistics import kept_statistics
 
 
@@ -82,8 +82,7 @@ class MixMatchLoss(torch.nn.Module):
         return l_x, l_u
 
 
-class MixMatchOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MixMatchOptions(Options):
     k: int = Field(2, ge=1, description="K: weak views of each unlabelled image averaged into its guess")
     temperature: float = Field(0.5, gt=0, description="T: sharpening temperature")
     alpha: float = Field(0.75, gt=0, description="Beta(alpha, alpha) of MixUp")

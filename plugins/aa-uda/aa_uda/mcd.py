@@ -32,10 +32,10 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
-from aa_core.api import Dropout, TrainingContext, UDAAlgorithm, UDABatch, Update, frozen, fused, param_groups
+from aa_core.api import Dropout, Options, TrainingContext, UDAAlgorithm, UDABatch, Update, frozen, fused, param_groups
 
 
 def discrepancy(logits_1: torch.Tensor, logits_2: torch.Tensor) -> torch.Tensor:
@@ -70,8 +70,7 @@ class SumOfClassifiers(nn.Module):
         return ((self.c1(f).softmax(dim=1) + self.c2(f).softmax(dim=1)) / 2).clamp_min(1e-12).log()
 
 
-class MCDOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MCDOptions(Options):
     num_k: int = Field(4, ge=1, description="updates of the feature extractor per iteration (step C)")
     optimizer: Literal["adam", "sgd"] = Field("adam", description="adam: MCD_DA's digits; sgd: tllib's pretrained ResNets")
     lr: float = Field(2e-4, gt=0, description="the learning rate of G and of the classifiers (fixed)")
