@@ -413,9 +413,44 @@ def test_an_export_refuses_a_layer_it_cannot_describe_in_one_line():
     with pytest.raises(AAError) as caught:
         describe(nn.Sequential(nn.Linear(4, 2), nn.GELU()))
     assert str(caught.value) == (
-        "cannot export a torch.nn.modules.activation.GELU layer: config.json describes Linear, BatchNorm1d, ReLU, Dropout, "
-        "Sequential and the heads SumOfClassifiers, TargetHalf; export a run whose algorithms use those"
+        "cannot export a torch.nn.modules.activation.GELU layer: config.json describes Linear, BatchNorm1d, ReLU, Dropout "
+        "and Sequential, and a module whose exported(describe) method says what it computes in those terms "
+        "(docs/writing-a-plugin.md); give GELU that method"
     )
+
+
+def test_the_export_tools_name_no_class_of_a_builtin_plugin():
+    text = (Path(__file__).parent.parent / "results" / "aa_results" / "export.py").read_text()
+    assert "SumOfClassifiers" not in text and "TargetHalf" not in text
+
+
+@pytest.mark.parametrize("uda", ["twoheads", "opaque"])
+def test_a_third_party_algorithms_own_head_exports_where_it_says_how(tmp_path, tiny_config, small_target, uda):
+    run, out = tmp_path / "run", tmp_path / "export"
+    aa("run", "--config", tiny_config, "--target", small_target, "--out", run, "--uda", uda, "--ssl", "none", fakes=["ownhead"], check=0)
+    proc = aa("export", run, out, fakes=["ownhead"])
+    if uda == "opaque":  # its head has no exported(): one line, nothing written
+        assert proc.returncode == 1 and not out.exists()
+        assert proc.stderr.strip().startswith("error: cannot export a aa_fake_ownhead.twoheads.Scaled layer")
+        assert proc.stderr.strip().endswith("give Scaled that method")
+        return
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    head = read_json(out / "config.json")["head"]
+    assert head["type"] == "mean_of_probabilities" and list(head["parts"]) == ["first", "second"]
+    assert [layer["type"] for layer in head["parts"]["second"]["layers"]] == ["relu", "linear"]
+    import sys as system
+
+    rows = list(csv.DictReader(open(run / "predictions.csv")))
+    system.path.insert(0, str(out))
+    try:
+        import modeling
+
+        predicted = modeling.predict(out, [small_target / r["image"] for r in rows])
+    finally:
+        system.path.remove(str(out))
+        system.modules.pop("modeling", None)
+    assert [p[0] for p in predicted] == [r["predicted"] for r in rows]  # as the run's own model predicted
+    assert max(abs(p[1] - float(r["confidence"])) for p, r in zip(predicted, rows)) <= 5e-5
 
 
 def test_an_export_card_names_local_models_and_folders_by_their_name_alone(finished_run, small_target, tmp_path):

@@ -64,26 +64,18 @@ def export_config(run: Run, model: nn.Module) -> dict:
     }
 
 
-def parts(module: nn.Module) -> dict:
-    return {name: describe(child) for name, child in module.named_children()}
-
-
-# Heads that compute more than their layers do, by their class's name: MCD's two classifiers read
-# through their mean probability, SymNets' 2K-wide classifier read through its target half.
-# modeling.py writes out what each computes; check_rebuilt holds the result to the run's model.
-COMPOSITE_HEADS = {
-    "SumOfClassifiers": lambda m: {"type": "mean_of_probabilities", "parts": parts(m)},
-    "TargetHalf": lambda m: {"type": "columns", "start": m.num_classes, "parts": parts(m)},
-}
-
-
 def plain(module: nn.Module, cls: type) -> bool:
     """An instance of ``cls`` that computes what ``cls`` computes (a subclass may not override forward)."""
     return isinstance(module, cls) and type(module).forward is cls.forward
 
 
 def describe(module: nn.Module) -> dict:
-    """``module`` as config.json describes it (the layer types of modeling.py's ``LAYERS``)."""
+    """``module`` as config.json describes it (the layer types of modeling.py's ``LAYERS``).
+
+    A module that computes more than its layers do declares it: ``module.exported(describe)``
+    returns its description, in the same vocabulary (``mean_of_probabilities`` of named parts,
+    ``columns`` from ``start`` of one part), its parts described by the ``describe`` it is given.
+    modeling.py writes out what each type computes; ``check_rebuilt`` holds the result to the run's model."""
     if plain(module, nn.Linear):
         return {"type": "linear", "in_features": module.in_features, "out_features": module.out_features, "bias": module.bias is not None}
     if plain(module, nn.BatchNorm1d) and module.affine and module.track_running_stats:
@@ -94,11 +86,12 @@ def describe(module: nn.Module) -> dict:
         return {"type": "dropout", "p": module.p}
     if plain(module, nn.Sequential):
         return {"type": "sequential", "layers": [describe(layer) for layer in module]}
-    if type(module).__name__ in COMPOSITE_HEADS:
-        return COMPOSITE_HEADS[type(module).__name__](module)
+    if callable(getattr(module, "exported", None)):  # a module that says how it is exported (MCD's, SymNets' heads)
+        return module.exported(describe)
     kind = type(module)
-    raise AAError(f"cannot export a {kind.__module__}.{kind.__name__} layer: config.json describes Linear, BatchNorm1d, ReLU, Dropout, "
-                  f"Sequential and the heads {', '.join(COMPOSITE_HEADS)}; export a run whose algorithms use those")  # fmt: skip
+    raise AAError(f"cannot export a {kind.__module__}.{kind.__name__} layer: config.json describes Linear, BatchNorm1d, ReLU, Dropout "
+                  "and Sequential, and a module whose exported(describe) method says what it computes in those terms "
+                  f"(docs/writing-a-plugin.md); give {kind.__name__} that method")  # fmt: skip
 
 
 def check_rebuilt(model: nn.Module, config: dict) -> None:

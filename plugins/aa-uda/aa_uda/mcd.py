@@ -69,6 +69,10 @@ class SumOfClassifiers(nn.Module):
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         return ((self.c1(f).softmax(dim=1) + self.c2(f).softmax(dim=1)) / 2).clamp_min(1e-12).log()
 
+    def exported(self, describe) -> dict:
+        """What ``aa export`` writes for this head: the mean of the two classifiers' probabilities."""
+        return {"type": "mean_of_probabilities", "parts": {"c1": describe(self.c1), "c2": describe(self.c2)}}
+
 
 class MCDOptions(Options):
     num_k: int = Field(4, ge=1, description="updates of the feature extractor per iteration (step C)")

@@ -76,6 +76,10 @@ class TargetHalf(nn.Module):
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         return self.fc(f)[:, self.num_classes :]
 
+    def exported(self, describe) -> dict:
+        """What ``aa export`` writes for this head: the outputs of ``fc`` from column K on."""
+        return {"type": "columns", "start": self.num_classes, "parts": {"fc": describe(self.fc)}}
+
 
 class SymNetsOptions(SGDOptions):
     weight_decay: float = 1e-4
