@@ -23,6 +23,7 @@ Training helpers::
 
     ImageClassifier          backbone -> bottleneck -> head, the ``Classifier`` the core builds
     SGDOptions, sgd          SGD with a slower pretrained backbone, optional no-decay groups
+    sgd_training             sgd, accelerate's prepare and an Update in one call: (classifier, update)
     param_groups             the same groups, for any torch optimizer
     fused                    fused=True where torch has fused optimizer kernels (CPU, CUDA)
     frozen                   with frozen(*modules): no gradients for their parameters
@@ -73,7 +74,7 @@ if TYPE_CHECKING:  # for readers and type checkers; at run time they load on fir
     from aa_core.run_folder import file_digest
     from aa_core.training.ema import EMA
     from aa_core.training.frozen import frozen
-    from aa_core.training.optim import Update, fused, param_groups, sgd
+    from aa_core.training.optim import Update, fused, param_groups, sgd, sgd_training
     from aa_core.training.schedules import cosine_decay, inverse_decay, lambda_lr, progress, sigmoid_ramp, warmup_cosine
 
 CONTRACTS = (
@@ -93,6 +94,7 @@ _LAZY = {
     "SGDOptions": "aa_core.options",
     "file_digest": "aa_core.run_folder",
     "sgd": "aa_core.training.optim",
+    "sgd_training": "aa_core.training.optim",
     "param_groups": "aa_core.training.optim",
     "Update": "aa_core.training.optim",
     "fused": "aa_core.training.optim",
@@ -138,6 +140,7 @@ __all__ = [
     "param_groups",
     "progress",
     "sgd",
+    "sgd_training",
     "sigmoid_ramp",
     "warmup_cosine",
 ]

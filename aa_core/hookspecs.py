@@ -36,13 +36,15 @@ def aa_stage_end(stage, run_dir, seconds, reused):
 
 @hookspec
 def aa_log(stage, step, scalars):
-    """Training step ``step`` of ``stage`` ("source only", "dann", ...) logged ``scalars`` (name -> float)."""
+    """Training step ``step`` (counted from 0) of training part ``stage`` logged ``scalars``
+    (name -> float). The parts: ``source_only`` and ``adapt`` (the adapt stage trains the
+    source-only model, then the UDA algorithm from it), ``refine`` (the SSL algorithm)."""
 
 
 @hookspec
 def aa_checkpoint(stage, step, path):
-    """Training part ``stage`` ("source_only", "adapt", "refine") saved its state after ``step``
-    steps in the folder ``path``; a run killed from now on resumes there."""
+    """Training part ``stage`` (``source_only``, ``adapt``, ``refine``, as ``aa_log`` names them)
+    saved its state after ``step`` steps in the folder ``path``; a run killed from now on resumes there."""
 
 
 @hookspec

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import torch
 import torch.nn.functional as F
 
 from aa_core.config import SourceOnlyConfig
 from aa_core.contracts import TrainingContext, UDAAlgorithm, UDABatch, UDAData
-from aa_core.training.optim import Update, sgd
-from aa_core.training.schedules import inverse_decay, lambda_lr
+from aa_core.training.optim import sgd_training
+from aa_core.training.schedules import inverse_decay
 
 
 class SourceOnly(UDAAlgorithm):
@@ -27,10 +26,7 @@ class SourceOnly(UDAAlgorithm):
 
     def __init__(self, options: SourceOnlyConfig, classifier, context: TrainingContext):
         super().__init__(options, classifier, context)
-        rest = torch.nn.ModuleList([classifier.bottleneck, classifier.head])
-        optimizer = sgd({"backbone": classifier.backbone, "rest": rest}, options, context)
-        self.classifier, optimizer = context.accelerator.prepare(classifier, optimizer)
-        self.update = Update(optimizer, context.accelerator, lambda_lr(optimizer, context.total_steps, inverse_decay))
+        self.classifier, self.update = sgd_training(classifier, options, context, inverse_decay)
 
     def batches(self, data: UDAData) -> Iterator[UDABatch]:
         for x_s, y_s in data.loaders(data.source, self.context.batch_size):

@@ -199,7 +199,7 @@ def test_third_party_uda_runs_and_every_lifecycle_hook_fires(tmp_path, tiny_conf
     assert [e["stage"] for e in events if e["event"] == "stage_end"] == ["prompts", "generate", "adapt", "evaluate"]
     assert events[-1]["event"] == "run_end" and "target_accuracy" in events[-1]["metrics"]
     logs = [e for e in events if e["event"] == "log"]
-    assert [(e["stage"], e["step"]) for e in logs] == [("source only", 0), ("source only", 9), ("entropy", 0), ("entropy", 9)]
+    assert [(e["stage"], e["step"]) for e in logs] == [("source_only", 0), ("source_only", 9), ("adapt", 0), ("adapt", 9)]
     assert logs[-1]["names"] == ["entropy", "loss"]
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["plugins"]["uda"] == {"name": "entropy", "distribution": "aa-entropy", "version": "0.1.0"}

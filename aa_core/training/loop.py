@@ -23,6 +23,7 @@ def run_steps(
     steps: int,
     accelerator,
     desc: str,
+    part: str,
     log_file: Path | None = None,
     log_every: int = 50,
     checkpoint_every: int = 0,
@@ -32,7 +33,8 @@ def run_steps(
     start: int = 0,
 ) -> dict[str, float]:
     """Call ``step_fn(batch, step)`` for steps ``start`` to ``steps - 1``; log its scalars every
-    ``log_every`` steps.
+    ``log_every`` steps, as training part ``part`` (``source_only``, ``adapt``, ``refine``: the
+    names every hook receives); ``desc`` labels the progress bar (the algorithm's name).
 
     With ``on_checkpoint`` (choosing a checkpoint), call it with the number of steps done every
     ``checkpoint_every`` steps and after the last one; then, with ``on_save`` (saving the
@@ -55,9 +57,9 @@ def run_steps(
             if step % log_every == 0 or step == steps - 1:
                 bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()}, refresh=False)
                 if main:
-                    hook.aa_log(stage=desc, step=step, scalars=logs)
+                    hook.aa_log(stage=part, step=step, scalars=logs)
                 if log:
-                    log.write(json.dumps({"stage": desc, "step": step, **logs}) + "\n")
+                    log.write(json.dumps({"stage": part, "step": step, **logs}) + "\n")
             if on_checkpoint and ((step + 1) % checkpoint_every == 0 or step == steps - 1):
                 on_checkpoint(step + 1)
             if on_save and save_every and (step + 1) % save_every == 0 and step < steps - 1:
@@ -99,7 +101,7 @@ def train_part(
     try:
         start, drawn = checkpoints.resume(lambda: batches(0), batches)
         run_steps(
-            algorithm.train_step, drawn, steps, accelerator, desc, ctx.folder.log,
+            algorithm.train_step, drawn, steps, accelerator, desc, part, ctx.folder.log,
             checkpoint_every=config.train.select_every, on_checkpoint=on_select,
             save_every=config.train.checkpoint_every, on_save=checkpoints.save, start=start,
         )  # fmt: skip

@@ -18,7 +18,7 @@ from aa_core.options import SGDOptions
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["SGDOptions", "Update", "fused", "param_groups", "sgd"]  # SGDOptions lives in aa_core.options
+__all__ = ["SGDOptions", "Update", "fused", "param_groups", "sgd", "sgd_training"]  # SGDOptions lives in aa_core.options
 
 
 def fused(accelerator) -> dict[str, bool]:
@@ -67,6 +67,29 @@ def sgd(
     o = options
     groups = param_groups(modules, o.lr, o.weight_decay, o.backbone_lr_mult, context, decay_norm_and_bias=decay_norm_and_bias)
     return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, **fused(context.accelerator))
+
+
+def sgd_training(classifier, options: SGDOptions, context, schedule=None, *, decay_norm_and_bias: bool = True):
+    """The block that opens most algorithms' ``__init__``, in one call: SGD over the classifier's
+    ``backbone`` (at ``backbone_lr_mult`` of the rate when pretrained) and the rest (bottleneck and
+    head), the classifier and the optimizer prepared by accelerate together (the rule: every module
+    and optimizer a step uses goes through one ``prepare`` call), and the ``Update`` that steps them
+    along ``schedule``, a factor of training progress (``inverse_decay``, ``cosine_decay``; none:
+    a constant rate). Returns ``(classifier, update)``: train the returned classifier.
+
+    Example::
+
+        self.classifier, self.update = sgd_training(classifier, options, context, inverse_decay)
+    """
+    import torch
+
+    from aa_core.training.schedules import lambda_lr
+
+    rest = torch.nn.ModuleList([classifier.bottleneck, classifier.head])
+    optimizer = sgd({"backbone": classifier.backbone, "rest": rest}, options, context, decay_norm_and_bias=decay_norm_and_bias)
+    classifier, optimizer = context.accelerator.prepare(classifier, optimizer)
+    scheduler = lambda_lr(optimizer, context.total_steps, schedule) if schedule is not None else None
+    return classifier, Update(optimizer, context.accelerator, scheduler)
 
 
 class Update:

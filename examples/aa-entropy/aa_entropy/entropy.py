@@ -5,14 +5,14 @@
     \\qquad H(p) = -\\sum_k p_k \\log p_k
 
 Confident target predictions pull the decision boundaries away from the target's dense regions.
-SGD with the core's parameter groups and the inverse-decay schedule.
+SGD with the core's parameter groups and the inverse-decay schedule (``sgd_training``).
 """
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from aa_core.api import SGDOptions, UDAAlgorithm, UDABatch, Update, inverse_decay, lambda_lr, sgd
+from aa_core.api import SGDOptions, UDAAlgorithm, UDABatch, inverse_decay, sgd_training
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -32,10 +32,7 @@ class EntropyMinimisation(UDAAlgorithm):
 
     def __init__(self, options: EntropyOptions, classifier, context):
         super().__init__(options, classifier, context)
-        rest = torch.nn.ModuleList([classifier.bottleneck, classifier.head])
-        optimizer = sgd({"backbone": classifier.backbone, "rest": rest}, options, context)
-        self.classifier, optimizer = context.accelerator.prepare(classifier, optimizer)
-        self.update = Update(optimizer, context.accelerator, lambda_lr(optimizer, context.total_steps, inverse_decay))
+        self.classifier, self.update = sgd_training(classifier, options, context, inverse_decay)
 
     def train_step(self, batch: UDABatch, step: int) -> dict[str, float]:
         logits = self.classifier(torch.cat([batch.x_s, batch.x_t]))
