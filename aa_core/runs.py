@@ -4,6 +4,7 @@
 of the core, so the core can change inside without its tools noticing::
 
     Run.open(path)              a run folder made by `aa run`, its config resolved as the run resolved it
+    recorded_config(path)       the settings a run folder's config.yaml records (a stage command's base)
     Run(config, path)           the run ``config`` makes in ``path`` (maybe not started yet)
     run.stages                  the stages it runs, in order
     run.fingerprints()          each stage's fingerprint (what it depends on); run.source_only_fingerprint()
@@ -28,10 +29,18 @@ from aa_core.run_folder import OUTPUTS, RunFolder, write_atomic
 
 __all__ = [
     "AAError", "IMPLEMENTATION_SECTIONS", "OUTPUTS", "Run", "RunFolder", "core_keys", "execute", "is_image", "load_config",
-    "own_backbone_source", "parse_set", "write_atomic", "writer_lock",
+    "own_backbone_source", "parse_set", "recorded_config", "write_atomic", "writer_lock",
 ]  # fmt: skip
 
 OWN_BACKBONES = {"aa_small_cnn": "aa_core.models.small_cnn", "aa_vit_tiny": "aa_core.models.tiny_vit"}
+
+
+def recorded_config(root: str | Path) -> dict:
+    """The settings ``root``'s ``config.yaml`` records, less the derived record; a one-line error
+    for a folder ``aa run`` did not make."""
+    from aa_core.pipeline import read_config
+
+    return read_config(RunFolder(root))
 
 
 def core_keys(section: str) -> set[str]:
@@ -51,9 +60,7 @@ class Run:
     @classmethod
     def open(cls, root: str | Path) -> Run:
         """A run folder ``aa run`` made; a one-line error for any other folder."""
-        from aa_core.pipeline import read_config
-
-        return cls(load_config(base=read_config(RunFolder(root))), root)
+        return cls(load_config(base=recorded_config(root)), root)
 
     @property
     def config(self) -> Config:

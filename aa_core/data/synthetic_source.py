@@ -33,6 +33,7 @@ from pathlib import Path
 from PIL import Image
 
 from aa_core.data.synthetic import METADATA, Slot, SyntheticImage, attempt_seed, read_rows, write_rows
+from aa_core.durable import sync_entries
 from aa_core.run_folder import set_aside
 
 JOURNALS = ".journal"
@@ -212,7 +213,7 @@ class SyntheticSource:
                 dropped.append(self._set_aside(v.work, v.image, v.reason))
         placed = {self.source / row.file_name for row in kept} | {self.dropped_dir / row.file_name for row in dropped if row.file_name}
         for folder in {path.parent for path in placed}:  # the renames on disk before the rows that name them
-            sync_folder(folder)
+            sync_entries(folder)
         self._journal_rows(kept, dropped)
 
     def _row(self, work: Work, file_name: str, reason: str = "") -> SyntheticImage:
@@ -265,7 +266,7 @@ class SyntheticSource:
 
 def write_png(image: Image.Image, path: Path) -> None:
     """Write ``image`` under ``path`` only once complete and on disk: a reader, even after a crash
-    of the machine, never finds half an image (the caller flushes the folder: ``sync_folder``)."""
+    of the machine, never finds half an image (the caller flushes the folder: ``sync_entries``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}")
     with open(tmp, "wb") as f:
@@ -273,20 +274,6 @@ def write_png(image: Image.Image, path: Path) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def sync_folder(folder: Path) -> None:
-    """Flush ``folder``'s entries (the renames into it) to disk; nothing where a folder cannot be opened (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # a file system that cannot flush a folder
-        pass
-    finally:
-        os.close(fd)
 
 
 def set_aside_unnamed(root: Path, names: set[str], stale: Path) -> int:

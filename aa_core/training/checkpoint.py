@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aa_core.durable import sync_files
 from aa_core.plugins import plugin_manager
 from aa_core.training.ema import EMA
 from aa_core.training.optim import Update
@@ -160,7 +161,7 @@ class Checkpoints:
             }
             torch.save(state, tmp / "training.pt")
             (tmp / "checkpoint.json").write_text(json.dumps({"step": step, "fingerprint": self.fingerprint}))
-            sync_folder(tmp)
+            sync_files(tmp)
             os.replace(tmp, final)
             for path in self.folder.glob("step-*"):
                 if path != final:
@@ -179,11 +180,3 @@ class Checkpoints:
                 folder.rmdir()
             except OSError:  # missing, or still holding another part's checkpoints
                 pass
-
-
-def sync_folder(folder: Path) -> None:
-    """Flush every file of ``folder`` to disk before it is published by a rename."""
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())

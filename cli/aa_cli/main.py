@@ -189,11 +189,10 @@ def run(
 
 def stage_command(stage: str):
     def command(options: RunOptions, run_dir: Annotated[Path, typer.Argument(help="A run folder made by `aa run`.")]):
-        from aa_core.pipeline import read_config
-        from aa_core.run_folder import RunFolder
+        from aa_core.runs import recorded_config
 
         with user_errors():
-            metrics = execute(options.load(base=read_config(RunFolder(run_dir))), run_dir, only=[stage])
+            metrics = execute(options.load(base=recorded_config(run_dir)), run_dir, only=[stage])
         if stage == "evaluate":
             print_metrics(metrics, run_dir)
 
@@ -207,11 +206,10 @@ def prompts_command(
     show: Annotated[bool, typer.Option("--show", help="Print a few prompts of each category.")] = False,
 ):
     """Run the prompts stage on a run folder (reused while its settings hold); --show prints a sample."""
-    from aa_core.pipeline import read_config
-    from aa_core.run_folder import RunFolder
+    from aa_core.runs import recorded_config
 
     with user_errors():
-        execute(options.load(base=read_config(RunFolder(run_dir))), run_dir, only=["prompts"])
+        execute(options.load(base=recorded_config(run_dir)), run_dir, only=["prompts"])
     if show:
         print_prompts(run_dir)
 
