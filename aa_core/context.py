@@ -6,6 +6,7 @@ Stages read the run through this one object, so none of them needs another stage
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -20,6 +21,8 @@ class StageContext:
     config: Config
     folder: RunFolder
     fingerprint: str = ""  # the running stage's (set by the pipeline): a training checkpoint resumes only the same inputs
+    # what the running stage calls when a part of it (``run_folder.PARTS``) is done: the pipeline records it
+    part_done: Callable[[str, str], None] = lambda part, fp: None
 
     @property
     def categories(self) -> list[str]:

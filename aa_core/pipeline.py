@@ -27,12 +27,12 @@ from aa_core.config import Config
 from aa_core.context import StageContext
 from aa_core.credentials import blanked
 from aa_core.errors import AAError
-from aa_core.fingerprints import fingerprints
+from aa_core.fingerprints import fingerprints, source_only_fingerprint
 from aa_core.kinds import KINDS, chosen
 from aa_core.lock import writer_lock
 from aa_core.needs import check_backbones, fill_defaults
 from aa_core.plugins import plugin_manager
-from aa_core.run_folder import RunFolder, strict_json, write_atomic
+from aa_core.run_folder import OUTPUTS, PARTS, REQUIRED, RunFolder, link_or_copy, strict_json, write_atomic
 from aa_core.stages import STAGE_NAMES
 
 STAGES = {name: importlib.import_module(f"aa_core.stages.{name}") for name in STAGE_NAMES}
@@ -188,11 +188,12 @@ def run_stages(ctx: StageContext, stages: list[str], fps: dict[str, str], only: 
         fps = fingerprints(ctx, stages)  # with what the stages before this one wrote
         if main:
             for later in stages[stages.index(stage) :]:  # this stage and all after it are stale now
-                folder.forget(later)
+                folder.mark_stale(later)
             hook.aa_stage_start(stage=stage, run_dir=folder.root)
         started = time.perf_counter()
         set_seed(config.seed)
         ctx.fingerprint = fps[stage]
+        ctx.part_done = part_recorder(ctx, started)
         try:
             STAGES[stage].run(ctx)
         except Exception as exc:
@@ -203,7 +204,7 @@ def run_stages(ctx: StageContext, stages: list[str], fps: dict[str, str], only: 
         accelerator.wait_for_everyone()
         seconds = time.perf_counter() - started
         if main:
-            folder.complete(stage, fps[stage], seconds)
+            folder.mark_complete(stage, fps[stage], seconds)
             hook.aa_stage_end(stage=stage, run_dir=folder.root, seconds=seconds, reused=False)
     fps = fingerprints(ctx, stages)
     if main:
@@ -213,6 +214,51 @@ def run_stages(ctx: StageContext, stages: list[str], fps: dict[str, str], only: 
     if main:
         hook.aa_run_end(run_dir=folder.root, metrics=metrics)
     return metrics
+
+
+def part_recorder(ctx: StageContext, started: float):
+    """What a stage calls when a part of it is done (``PARTS``): recorded at once, so a stage
+    interrupted after it keeps it."""
+
+    def part_done(part: str, fp: str) -> None:
+        assert part in PARTS, part
+        if ctx.is_main:
+            ctx.folder.mark_complete(part, fp, time.perf_counter() - started)
+
+    return part_done
+
+
+def share_stages(ctx: StageContext, donors: list[RunFolder]) -> list[str]:
+    """Take from ``donors`` (other run folders) every leading stage one completed with this run's
+    fingerprint, and the source-only model where one was trained with the same settings; return
+    what was taken. Its outputs are linked or copied here (``link_or_copy``) and recorded as
+    shared; the run then reuses them as its own (``aa sweep``)."""
+    folder, stages, taken = ctx.folder, active_stages(ctx.config), []
+    others = [d for d in donors if d.root != folder.root]
+    for stage in stages:
+        fps = fingerprints(ctx, stages)  # again after each: a stage's covers what the ones before it wrote
+        if stage == PARTS["source_only"] and take(folder, "source_only", source_only_fingerprint(ctx), others):
+            taken.append("source_only")  # shared wherever the source and its settings are the same
+        if folder.is_current(stage, fps[stage]):
+            continue
+        if not take(folder, stage, fps[stage], others):
+            break
+        taken.append(stage)
+    return taken
+
+
+def take(folder: RunFolder, key: str, fp: str, donors: list[RunFolder]) -> bool:
+    """Share stage or part ``key`` from the first donor that completed it for ``fp``, unless current here."""
+    if folder.is_current(key, fp):
+        return False
+    donor = next((d for d in donors if d.is_current(key, fp)), None)
+    if donor is None:
+        return False
+    for name in OUTPUTS.get(key, REQUIRED[key]):
+        if (donor.root / name).exists():
+            link_or_copy(donor.root / name, folder.root / name)
+    folder.mark_complete(key, fp, donor.state()[key].get("seconds", 0.0), shared_from=donor.root)
+    return True
 
 
 def read_metrics(folder: RunFolder, fps: dict[str, str]) -> dict:

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,10 @@ REQUIRED = {
     "refine": ("split.csv", "split.json", "refine.safetensors"),
     "evaluate": ("predictions.csv", "metrics.json"),
 }
+# the part of a stage recorded on its own, so a rerun that changes only the rest of the stage reuses
+# it: the source-only model, the first part of adapt (one serves every UDA algorithm)
+PARTS = {"source_only": "adapt"}
+LINKED = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".safetensors"}  # written once, then only replaced
 STALE = "stale"  # what a run set aside rather than delete: files it no longer wants, an adopted folder's
 # every name aa writes at the top of a run folder (``aa sweep`` its log, ``aa report`` its page): an
 # adopted folder's entries of these names are set aside, as the run would write over them
@@ -214,24 +219,44 @@ class RunFolder:
             return False
         return all((self.root / name).exists() for name in REQUIRED.get(stage, ()))
 
-    def forget(self, stage: str) -> None:
+    # stages.json is written by the pipeline alone (``aa_core.pipeline``: a stage it ran, a part a
+    # stage reports done, a stage shared from another run folder): these two are its pen
+    def mark_stale(self, key: str) -> None:
+        """Drop ``key``'s entry: the stage (or part) runs again."""
         state = self.state()
-        if state.pop(stage, None) is not None:
+        if state.pop(key, None) is not None:
             write_atomic(self._state, json.dumps(state, indent=2))
 
-    def complete(self, stage: str, fp: str, seconds: float) -> None:
+    def mark_complete(self, key: str, fp: str, seconds: float, shared_from: Path | None = None) -> None:
+        """Record stage (or part) ``key`` complete for the inputs ``fp``, here or in run folder ``shared_from``."""
         state = self.state()
-        state[stage] = {"fingerprint": fp, "seconds": round(seconds, 3)}
-        write_atomic(self._state, json.dumps(state, indent=2))
-
-    def adopt(self, stage: str, entry: dict, donor: Path) -> None:
-        """Record ``stage`` as complete with another run folder's entry (its outputs were shared here)."""
-        state = self.state()
-        state[stage] = {"fingerprint": entry["fingerprint"], "seconds": entry.get("seconds", 0.0), "shared_from": str(donor)}
+        state[key] = {"fingerprint": fp, "seconds": round(seconds, 3)} | ({"shared_from": str(shared_from)} if shared_from else {})
         write_atomic(self._state, json.dumps(state, indent=2))
 
     def seconds(self) -> dict[str, float]:
         return {stage: entry["seconds"] for stage, entry in self.state().items()}
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link (images, weights) or copy (the rest) ``src`` to ``dst``, a folder file by file.
+
+    A hard link only where the pipeline replaces a file whole, never rewrites it: a later change in
+    one run folder never reaches the other."""
+    if src.is_dir():
+        for path in src.rglob("*"):
+            if path.is_file() and not path.name.startswith("."):
+                link_or_copy(path, dst / path.relative_to(src))
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists() or dst.is_symlink():
+        dst.unlink()
+    if src.suffix in LINKED:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:  # another file system, or one without hard links
+            pass
+    shutil.copy2(src, dst)  # copy2 keeps the time: folder digests stay equal
 
 
 def is_lock(path: Path) -> bool:
@@ -244,7 +269,7 @@ def is_lock(path: Path) -> bool:
 
 
 def is_state(path: Path) -> bool:
-    """Whether ``path`` is a ``stages.json`` aa wrote: each stage's fingerprint (``RunFolder.complete``)."""
+    """Whether ``path`` is a ``stages.json`` aa wrote: each stage's fingerprint (``RunFolder.mark_complete``)."""
     try:
         state = _json_object(path.read_text())
     except (OSError, ValueError):

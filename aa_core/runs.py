@@ -8,6 +8,7 @@ of the core, so the core can change inside without its tools noticing::
     Run(config, path)           the run ``config`` makes in ``path`` (maybe not started yet)
     run.stages                  the stages it runs, in order
     run.fingerprints()          each stage's fingerprint (what it depends on); run.source_only_fingerprint()
+    run.share_from(donors)      take the stages other run folders completed with the same fingerprints (``aa sweep``)
     run.final_stage, run.model(stage), run.input_format()
                                 the trained networks and the way they read an image
     execute(config, path, ...)  the pipeline itself (``aa run``)
@@ -90,6 +91,14 @@ class Run:
         from aa_core.fingerprints import fingerprints
 
         return fingerprints(self.ctx, self.stages)
+
+    def share_from(self, donors: list[RunFolder]) -> list[str]:
+        """Take every leading stage (and the source-only model) a donor run folder completed with
+        this run's fingerprints: linked or copied here, recorded as shared; return what was taken."""
+        from aa_core.pipeline import share_stages
+
+        self.folder.create()
+        return share_stages(self.ctx, donors)
 
     def source_only_fingerprint(self) -> str:
         from aa_core.fingerprints import source_only_fingerprint

@@ -105,3 +105,15 @@ def test_help_texts_render_as_written():
     from conftest import aa
 
     assert "A YAML file of KEY: [values]." in aa("sweep", "--help", check=0).stdout
+
+
+def test_stages_json_has_one_writer():
+    """Only the pipeline marks stages complete or stale: a stage reports its part done
+    (``ctx.part_done``), a sweep shares through ``Run.share_from``."""
+    pens = {"mark_complete", "mark_stale"}
+    callers = set()
+    for path in [*OWN_CODE, *(ROOT / "plugins").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in pens:
+                callers.add(path.relative_to(ROOT).as_posix())
+    assert callers == {"aa_core/pipeline.py"}

@@ -47,8 +47,7 @@ def run(ctx: StageContext) -> None:
         checkpoints = train_part(ctx, "source_only", source_fp, baseline, batches, config.source_only.steps, "source only")
         classifier = accelerator.unwrap_model(baseline.classifier)
         save_weights(classifier, folder.weights("source_only"), accelerator)
-        if ctx.is_main:
-            folder.complete("source_only", source_fp, 0.0)
+        ctx.part_done("source_only", source_fp)
         checkpoints.remove()
 
     if not ctx.active("uda"):

@@ -5,7 +5,7 @@ The members are the product of the grid (``--grid uda.name=dann,mcd``, or a YAML
 made with the sweep's base settings (``--config``, ``--set``) plus its own.
 
 Sharing. Before a member runs, each of its leading stages that a member under the root has
-completed with the same fingerprint is adopted: the stage's outputs (``aa_core.runs.OUTPUTS``)
+completed with the same fingerprint is shared (``Run.share_from``): the stage's outputs (``aa_core.runs.OUTPUTS``)
 are hard-linked where the pipeline only ever replaces a file whole (images, weights) and
 copied otherwise (small text files), and the stage's ``stages.json`` entry is copied. Nothing of
 gigabytes is copied, and a later change in one folder never reaches another: a hard link is
@@ -31,7 +31,6 @@ import itertools
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -41,11 +40,10 @@ from queue import Queue
 
 import yaml
 
-from aa_core.runs import OUTPUTS, AAError, Run, RunFolder, load_config, parse_set, write_atomic, writer_lock
+from aa_core.runs import AAError, Run, RunFolder, load_config, parse_set, write_atomic, writer_lock
 
 logger = logging.getLogger("aa")
 
-LINKED = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".safetensors"}  # written once, then only replaced
 RECORD = "sweep.json"
 
 
@@ -169,57 +167,9 @@ def parse_grid(items: list[str], file: Path | None) -> dict[str, list]:
 # --- sharing ---------------------------------------------------------------------------------
 
 
-def share(src: Path, dst: Path) -> None:
-    """Hard-link (images, weights) or copy (the rest) ``src`` to ``dst``, a folder file by file."""
-    if src.is_dir():
-        for path in src.rglob("*"):
-            if path.is_file() and not path.name.startswith("."):
-                share(path, dst / path.relative_to(src))
-        return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists() or dst.is_symlink():
-        dst.unlink()
-    if src.suffix in LINKED:
-        try:
-            os.link(src, dst)
-            return
-        except OSError:  # another file system, or one without hard links
-            pass
-    shutil.copy2(src, dst)  # copy2 keeps the time: folder digests stay equal
-
-
-def adopt(folder: RunFolder, config, donors: list[RunFolder]) -> list[str]:
+def take_shared(folder: RunFolder, config, donors: list[RunFolder]) -> list[str]:
     """Take every leading stage a donor completed with this run's fingerprint; return their names."""
-    run = Run(config, folder.root)
-    folder.create()
-    taken = []
-    for stage in run.stages:
-        fps = run.fingerprints()  # again after each adoption: a stage's covers what the ones before it wrote
-        if stage == "adapt" and take_source_only(folder, run.source_only_fingerprint(), donors):
-            taken.append("source_only")  # shared wherever the source and its settings are the same
-        if folder.is_current(stage, fps[stage]):
-            continue
-        donor = next((d for d in donors if d.root != folder.root and d.is_current(stage, fps[stage])), None)
-        if donor is None:
-            break
-        for name in OUTPUTS[stage]:
-            if (donor.root / name).exists():
-                share(donor.root / name, folder.root / name)
-        folder.adopt(stage, donor.state()[stage], donor.root)
-        taken.append(stage)
-    return taken
-
-
-def take_source_only(folder: RunFolder, fp: str, donors: list[RunFolder]) -> bool:
-    """Share a donor's source-only model trained on the same source with the same settings."""
-    if folder.is_current("source_only", fp):
-        return False
-    for donor in donors:
-        if donor.root != folder.root and donor.is_current("source_only", fp) and donor.weights("source_only").is_file():
-            share(donor.weights("source_only"), folder.weights("source_only"))
-            folder.adopt("source_only", donor.state()["source_only"], donor.root)
-            return True
-    return False
+    return Run(config, folder.root).share_from(donors)
 
 
 def donors_under(root: Path) -> list[RunFolder]:
@@ -277,7 +227,7 @@ def sweep_phases(sweep: Sweep, members: list[Member], devices: list[str] | None,
             folder = RunFolder(sweep.run_dir(member))
             try:  # a member whose settings are wrong fails alone
                 config = sweep.config_of(member)
-                shared = adopt(folder, config, donors_under(sweep.root))
+                shared = take_shared(folder, config, donors_under(sweep.root))
                 run = Run(config, folder.root)
                 fp = run.source_only_fingerprint() if key == "source_only" else run.fingerprints()[key] if key else ""
             except AAError as exc:

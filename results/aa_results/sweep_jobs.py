@@ -9,8 +9,8 @@ Phase by phase, as the local sweep goes, the first member of each distinct key g
 * ``run``: one per member, to the end.
 
 Each job is ``after`` (SLURM's ``afterok``) the job that makes what it reuses: the job owning its
-member's key of the phase before. A job starts by adopting, from the members under the root,
-every leading stage they completed with its fingerprint (``sweep.adopt``), then runs ``aa run``.
+member's key of the phase before. A job starts by taking, from the members under the root,
+every leading stage they completed with its fingerprint (``sweep.take_shared``), then runs ``aa run``.
 
 The keys are the fingerprints of each member's configuration in a folder where nothing ran yet
 (a synthetic source counts as its generation's key), so the plan is the same however far the
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from aa_core.runs import AAError, Run, RunFolder
 
-from .sweep import Member, Sweep, adopt, donors_under, phases, run_member
+from .sweep import Member, Sweep, donors_under, phases, run_member, take_shared
 
 PHASE_NAMES = {"generate": "generate", "source_only": "source_only", "adapt": "adapt", None: "run"}
 COVERS = {"generate": ("generate",), "adapt": ("source_only", "adapt"), None: ()}  # what a job up to a stage makes
@@ -91,7 +91,7 @@ def note(sweep: Sweep, member: Member, line: str) -> None:
 
 
 def run_job(sweep: Sweep, folder: str, until: str | None, processes: int) -> str:
-    """The body of a job (run by submitit where the scheduler puts it): adopt what other members
+    """The body of a job (run by submitit where the scheduler puts it): take what other members
     made, then ``aa run`` the member up to ``until``; raise on failure, so the job fails and the
     jobs after it are cancelled."""
     import submitit
@@ -101,7 +101,7 @@ def run_job(sweep: Sweep, folder: str, until: str | None, processes: int) -> str
     sweep.run_dir(member).mkdir(parents=True, exist_ok=True)
     note(sweep, member, f"[job {job_id}] on {socket.gethostname()}: running {f'up to {until}' if until else 'to the end'}")
     try:
-        shared = adopt(RunFolder(sweep.run_dir(member)), sweep.config_of(member), donors_under(sweep.root))
+        shared = take_shared(RunFolder(sweep.run_dir(member)), sweep.config_of(member), donors_under(sweep.root))
         if shared:
             note(sweep, member, f"[job {job_id}] shares {', '.join(shared)}")
         code, error = run_member(sweep, member, until, None, processes)
