@@ -241,3 +241,31 @@ def test_a_prompt_label_that_is_not_a_category_is_one_line_before_any_image(tmp_
         errors = [line for line in proc.stderr.splitlines() if not line.startswith("[")]
         assert errors == [f"error: {out / 'prompts.jsonl'} {problem}"]
         assert not (out / "source").exists() and not (tmp_path / "x").exists()  # no image, least of all outside the run
+
+
+def test_asking_what_is_left_moves_nothing_and_settling_brings_a_rowless_filtered_image_back(tmp_path):
+    """A process killed between moving a filtered image to dropped/ and journaling it: the image
+    has no row saying why. The queries (read, work, _unjournaled) leave every file where it is;
+    settle brings the image back to source/, where the filters judge it again, and sets aside
+    only what no row or pending attempt names."""
+    from aa_core.data.synthetic import Slot
+    from aa_core.data.synthetic_source import SyntheticSource
+
+    slots = [Slot("cat", 0, "a photo of a cat", 7), Slot("cat", 1, "a photo of a cat", 8)]
+    maker = {"name": "tiny"}
+    src, filtered, stale = tmp_path / "source", tmp_path / "dropped", tmp_path / "stale"
+    rowless = slots[0].file_name(maker, 0)
+    stray = "cat/not-ours.png"
+    for folder, name in ((filtered, rowless), (filtered, stray)):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(folder / name)
+    source = SyntheticSource(src, filtered, slots, maker, "", stale)
+    source.read()
+    before = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert [w.existing for w in source.work(retries=2)] == [False, False]
+    assert source._unjournaled(retries=2) == (set(), {rowless})
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == before
+    source.settle(retries=2)
+    assert (src / rowless).is_file() and not (filtered / rowless).exists()
+    assert (stale / "dropped" / stray).is_file()
+    assert [w.existing for w in source.work(retries=2)] == [True, False]  # judged again, not made again

@@ -15,6 +15,18 @@ itself left half-written (the journals once folded, an image or a list not yet r
 a killed process put in place before journaling it stays where it is, and is checked rather than
 made again.
 
+What becomes of a file, in the words the code uses (the names on disk, ``dropped/`` and
+``dropped.jsonl``, are older than these words and stay as users know them):
+
+* **kept**: an attempt's image in ``source/``, its row in ``metadata.jsonl``;
+* **discarded**: an attempt not kept, its row in ``dropped.jsonl``; either **blank** (the maker
+  gave a blank image: nothing on disk) or **filtered** (an image filter turned it down: its
+  image under ``dropped/``, the *filtered folder*);
+* **set aside**: a file no row names, moved to ``stale/`` (``run_folder.set_aside``), never deleted;
+* **brought back**: a filtered image with no row (a process killed between the rename and the
+  journal) returned to ``source/`` to be judged again;
+* **half-written**: what the stage itself left unrenamed when killed, the only thing deleted.
+
 An image is written to a temporary file, flushed to disk, then renamed, and each batch's folders
 are flushed before its rows are journaled: after a crash of the machine, a journaled row's image
 is on disk whole.
@@ -59,13 +71,13 @@ class Work:
         return attempt_seed(self.slot.seed, self.attempt)
 
     def again(self, blank: bool) -> Work:
-        """The next attempt after this one came back blank or was dropped."""
+        """The next attempt after this one came back blank or was filtered."""
         return Work(self.slot, self.attempt + 1, self.blank + blank, self.filtered + (not blank))
 
 
 @dataclass
 class Verdict:
-    """What became of one attempt: its image (``None`` when blank) and why it was dropped (``None``: kept)."""
+    """What became of one attempt: its image (``None`` when blank) and why it was discarded (``None``: kept)."""
 
     work: Work
     image: Image.Image | None
@@ -75,20 +87,20 @@ class Verdict:
 class SyntheticSource:
     """The synthetic source's files against what the plan asks for."""
 
-    def __init__(self, source: Path, dropped: Path, slots: list[Slot], maker: dict, filters: str, stale: Path):
+    def __init__(self, source: Path, filtered: Path, slots: list[Slot], maker: dict, filters: str, stale: Path):
         self.source = source  # the image folder: one subfolder per category, metadata.jsonl
-        self.dropped_dir = dropped  # images an image filter dropped, listed in dropped.jsonl
+        self.filtered_dir = filtered  # ``dropped/``: the images of filtered attempts, and the list of discarded ones
         self.stale = stale  # where files no row names go (``stale/source/...``, ``stale/dropped/...``)
         self.slots = slots
         self.maker = maker  # what makes an image (generator, version, options): part of its file name
         self.filters = filters  # fingerprint of the active image filters; "" when none is on
         self.kept: dict[tuple[str, int], SyntheticImage] = {}
-        self.dropped: list[SyntheticImage] = []
+        self.discarded: list[SyntheticImage] = []  # rows of the attempts not kept: blank, or filtered
         self._journal: Path | None = None
 
     @property
-    def dropped_list(self) -> Path:
-        return self.dropped_dir / "dropped.jsonl"
+    def discarded_list(self) -> Path:
+        return self.filtered_dir / "dropped.jsonl"
 
     def file_name(self, work: Work) -> str:
         return work.slot.file_name(self.maker, work.attempt)
@@ -97,7 +109,7 @@ class SyntheticSource:
 
     def read(self) -> None:
         """Load the settled rows (``metadata.jsonl``, ``dropped.jsonl``) and any journal, and keep the valid ones."""
-        journal_kept, journal_dropped = self._read_journals()
+        journal_kept, journal_discarded = self._read_journals()
         slots = {slot.key: slot for slot in self.slots}
         self.kept = {}
         for row in [*read_rows(self.source / METADATA), *journal_kept]:  # later rows win
@@ -106,79 +118,87 @@ class SyntheticSource:
                 if (self.source / row.file_name).is_file():
                     self.kept[row.key] = row
         unique = {}
-        for row in [*read_rows(self.dropped_list), *journal_dropped]:
+        for row in [*read_rows(self.discarded_list), *journal_discarded]:
             slot = slots.get(row.key)
             if not slot or row.prompt != slot.prompt or row.seed != attempt_seed(slot.seed, row.attempt):
                 continue
             if row.file_name:  # filtered: by the filters now on, with its image kept aside
                 if row.filters != self.filters or row.file_name != slot.file_name(self.maker, row.attempt):
                     continue
-                if not (self.dropped_dir / row.file_name).is_file():
+                if not (self.filtered_dir / row.file_name).is_file():
                     continue
             kept = self.kept.get(row.key)
             if kept is None or row.attempt < kept.attempt:
                 unique[(*row.key, row.attempt)] = row
-        self.dropped = list(unique.values())
+        self.discarded = list(unique.values())
 
     def _read_journals(self) -> tuple[list[SyntheticImage], list[SyntheticImage]]:
-        """Kept and dropped rows of every process's journal; a torn line is skipped."""
-        kept, dropped = [], []
+        """Kept and discarded rows of every process's journal (``{"kept": row}``, ``{"dropped": row}``); a torn line is skipped."""
+        kept, discarded = [], []
         for path in sorted((self.source / JOURNALS).glob("*.jsonl")):
             for line in path.read_text().splitlines():
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError:  # the line a kill cut short
                     continue
-                (kept if "kept" in record else dropped).append(SyntheticImage.of(record.get("kept") or record["dropped"]))
-        return kept, dropped
+                (kept if "kept" in record else discarded).append(SyntheticImage.of(record.get("kept") or record["dropped"]))
+        return kept, discarded
 
     def settle(self, retries: int) -> None:
         """(Main process.) Fold the journals into the two lists; set aside into ``stale/`` every file
         no row names, but the images of attempts still to make (``retries``) a killed process left."""
         self.read()
-        pending = self._pending(retries)
+        in_source, in_filtered = self._unjournaled(retries)
+        self._bring_back(in_filtered)
+        pending = in_source | in_filtered
         order = {slot.key: i for i, slot in enumerate(self.slots)}
         self.source.mkdir(parents=True, exist_ok=True)
         write_rows(self.source / METADATA, sorted(self.kept.values(), key=lambda r: order[r.key]))
-        self.dropped.sort(key=lambda r: (order[r.key], r.attempt))
-        if self.dropped or self.dropped_list.exists():
-            self.dropped_dir.mkdir(parents=True, exist_ok=True)
-            write_rows(self.dropped_list, self.dropped)
+        self.discarded.sort(key=lambda r: (order[r.key], r.attempt))
+        if self.discarded or self.discarded_list.exists():
+            self.filtered_dir.mkdir(parents=True, exist_ok=True)
+            write_rows(self.discarded_list, self.discarded)
         for journal in (self.source / JOURNALS).glob("*.jsonl"):  # folded into the lists above
             journal.unlink()
         moved = set_aside_unnamed(self.source, {row.file_name for row in self.kept.values()} | pending | {METADATA}, self.stale)
-        named = {row.file_name for row in self.dropped if row.file_name} | {self.dropped_list.name}
-        moved += set_aside_unnamed(self.dropped_dir, named, self.stale)
+        named = {row.file_name for row in self.discarded if row.file_name} | {self.discarded_list.name}
+        moved += set_aside_unnamed(self.filtered_dir, named, self.stale)
         remove_emptied([self.source / JOURNALS], self.source)
         if moved:
             logger.warning(
                 "moved %d file(s) that no metadata row names (stale images, or files the run did not make) from %s and %s to %s; "
                 "delete them there when you do not need them",
-                moved, self.source, self.dropped_dir, self.stale,
+                moved, self.source, self.filtered_dir, self.stale,
             )  # fmt: skip
 
-    def _pending(self, retries: int) -> set[str]:
-        """Images of attempts still to make that are on disk already: a killed process renamed them
-        into place but did not journal them. One it had set aside in ``dropped/`` comes back to
-        ``source/``: the filters judge it again, as any image on disk without a row."""
-        pending = set()
+    def _unjournaled(self, retries: int) -> tuple[set[str], set[str]]:
+        """Images of attempts still to make that are on disk already (a killed process renamed them
+        into place but did not journal them): those under ``source/``, and those it had put under
+        ``dropped/`` with no row saying so. Moves nothing."""
+        in_source, in_filtered = set(), set()
         for work in self.work(retries):
             if work.slot.key in self.kept:  # a kept image to check again: it has its row
                 continue
             name = self.file_name(work)
-            if (self.dropped_dir / name).is_file() and not (self.source / name).exists():
-                (self.source / name).parent.mkdir(parents=True, exist_ok=True)
-                os.replace(self.dropped_dir / name, self.source / name)
             if (self.source / name).is_file():
-                pending.add(name)
-        return pending
+                in_source.add(name)
+            elif (self.filtered_dir / name).is_file():
+                in_filtered.add(name)
+        return in_source, in_filtered
+
+    def _bring_back(self, names: set[str]) -> None:
+        """Move these unjournaled images from ``dropped/`` back to ``source/``: with no row saying
+        why they were discarded, the filters judge them again, as any image on disk without a row."""
+        for name in sorted(names):
+            (self.source / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.filtered_dir / name, self.source / name)
 
     # --- what is left to do ------------------------------------------------------------------
 
     def work(self, retries: int) -> list[Work]:
         """Slots still to fill, in plan order: an image to check with the filters now on, or a next attempt."""
         tried: dict[tuple[str, int], list[SyntheticImage]] = {}
-        for row in self.dropped:
+        for row in self.discarded:
             tried.setdefault(row.key, []).append(row)
         out = []
         for slot in self.slots:
@@ -205,16 +225,16 @@ class SyntheticSource:
     def record(self, verdicts: list[Verdict]) -> None:
         """Put a finished batch in place: kept images under ``source/``, filtered ones under
         ``dropped/`` (a blank one is not kept), then journal every row at once."""
-        kept, dropped = [], []
+        kept, discarded = [], []
         for v in verdicts:
             if v.reason is None:
                 kept.append(self._keep(v.work, v.image))
             else:
-                dropped.append(self._set_aside(v.work, v.image, v.reason))
-        placed = {self.source / row.file_name for row in kept} | {self.dropped_dir / row.file_name for row in dropped if row.file_name}
+                discarded.append(self._discard(v.work, v.image, v.reason))
+        placed = {self.source / row.file_name for row in kept} | {self.filtered_dir / row.file_name for row in discarded if row.file_name}
         for folder in {path.parent for path in placed}:  # the renames on disk before the rows that name them
             sync_entries(folder)
-        self._journal_rows(kept, dropped)
+        self._journal_rows(kept, discarded)
 
     def _row(self, work: Work, file_name: str, reason: str = "") -> SyntheticImage:
         return SyntheticImage(
@@ -228,11 +248,11 @@ class SyntheticSource:
             write_png(image, self.source / name)
         return self._row(work, name)
 
-    def _set_aside(self, work: Work, image: Image.Image | None, reason: str) -> SyntheticImage:
+    def _discard(self, work: Work, image: Image.Image | None, reason: str) -> SyntheticImage:
         if image is None:
             return self._row(work, "", reason)
         name = self.file_name(work)
-        path = self.dropped_dir / name
+        path = self.filtered_dir / name
         if work.existing:
             path.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self.source / name, path)
@@ -240,9 +260,9 @@ class SyntheticSource:
             write_png(image, path)
         return self._row(work, name, reason)
 
-    def _journal_rows(self, kept: list[SyntheticImage], dropped: list[SyntheticImage]) -> None:
+    def _journal_rows(self, kept: list[SyntheticImage], discarded: list[SyntheticImage]) -> None:
         """Append to this process's journal, flushed to disk before returning."""
-        lines = [json.dumps({"kept": row.as_dict()}) for row in kept] + [json.dumps({"dropped": row.as_dict()}) for row in dropped]
+        lines = [json.dumps({"kept": row.as_dict()}) for row in kept] + [json.dumps({"dropped": row.as_dict()}) for row in discarded]
         if not lines:
             return
         if self._journal is None:

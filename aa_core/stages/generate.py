@@ -9,9 +9,9 @@ In order:
 3. the slots still empty are shared out between processes (one per GPU under ``accelerate
    launch``), disjoint and in plan order, and rendered in batches. An image that comes back
    blank (a safety checker's black square) or that an image filter drops is made again with a
-   derived seed, up to ``generator.retries`` times; dropped images are kept aside in
-   ``dropped/`` and listed in ``dropped.jsonl``. Each batch is rendered, judged (blank? dropped by
-   a filter?) and recorded: images under their final names once complete, then the batch's rows
+   derived seed, up to ``generator.retries`` times; filtered images are kept aside in
+   ``dropped/`` and every discarded attempt listed in ``dropped.jsonl``. Each batch is rendered, judged (blank?
+   filtered?) and recorded: images under their final names once complete, then the batch's rows
    journaled, so a kill loses at most the batches in flight. Recording (PNG encoding and the
    flushes to disk) runs in a thread while the next batch renders, one batch at a time;
 4. the main process settles again and reports the count per category (``generation.json``).
@@ -80,10 +80,10 @@ def run(ctx: StageContext) -> None:
 
 
 def make(todo: list[Work], source: SyntheticSource, generator, filters: dict, batch_size: int, retries: int, show: bool) -> None:
-    """Fill this process's slots batch by batch: render, judge, record; blank and dropped attempts go back to the queue."""
+    """Fill this process's slots batch by batch: render, judge, record; discarded attempts (blank or filtered) go back to the queue."""
     queue = deque(todo)
     bar = progress_bar(total=len(todo), desc="generate", unit="img", disable=not show)
-    dropped_count = 0
+    discarded = 0
     # One batch records while the next renders: encoding PNGs and waiting on fsync would otherwise
     # idle the generator (each batch flushes every image, its folders and the journal). Waiting
     # for the previous batch first keeps one batch in memory and raises its error (a full disk) here.
@@ -96,26 +96,26 @@ def make(todo: list[Work], source: SyntheticSource, generator, filters: dict, ba
             if recording is not None:
                 recording.result()
             recording = recorder.submit(source.record, verdicts)
-            dropped_count = tally(verdicts, queue, retries, bar, dropped_count)
+            discarded = tally(verdicts, queue, retries, bar, discarded)
         if recording is not None:
             recording.result()
     bar.close()
 
 
-def tally(verdicts: list[Verdict], queue: deque, retries: int, bar, dropped_count: int) -> int:
-    """Advance the bar for finished slots and queue the next attempt of a dropped one first; return the dropped count."""
+def tally(verdicts: list[Verdict], queue: deque, retries: int, bar, discarded: int) -> int:
+    """Advance the bar for finished slots and queue the next attempt of a discarded one first; return how many were discarded."""
     for v in verdicts:
         if v.reason is None:
             bar.update(1)
             continue
-        dropped_count += 1
+        discarded += 1
         if v.work.attempt < retries:
             queue.appendleft(v.work.again(blank=v.image is None))
         else:
             bar.update(1)  # given up: the slot stays empty
-    if dropped_count:
-        bar.set_postfix(dropped=dropped_count)
-    return dropped_count
+    if discarded:
+        bar.set_postfix(dropped=discarded)  # the word users read in the bar and generation.json
+    return discarded
 
 
 def render(batch: list[Work], source: SyntheticSource, generator) -> list[Image.Image | None]:
@@ -158,15 +158,15 @@ def judge(filters: dict, batch: list[Work], images: list[Image.Image | None]) ->
 
 
 def report(ctx: StageContext, source: SyntheticSource) -> None:
-    """(Main process.) ``generation.json`` and one line: images per category, blank and dropped attempts."""
+    """(Main process.) ``generation.json`` and one line: images per category, blank and filtered attempts ("dropped" in the file)."""
     counts = source.counts()
     asked = ctx.config.generator.images_per_class
-    blank = sum(1 for row in source.dropped if not row.file_name)
-    filtered = len(source.dropped) - blank
+    blank = sum(1 for row in source.discarded if not row.file_name)
+    filtered = len(source.discarded) - blank
     summary = {"images": sum(counts.values()), "per_class": counts, "asked_per_class": asked, "blank": blank, "dropped": filtered}
     write_atomic(ctx.folder.generation, json.dumps(summary, indent=2))
     per_class = ", ".join(f"{label}: {n}" for label, n in counts.items())
-    extra = f"; {blank} blank and {filtered} dropped attempts made again (listed in {source.dropped_list})" if source.dropped else ""
+    extra = f"; {blank} blank and {filtered} dropped attempts made again (listed in {source.discarded_list})" if source.discarded else ""
     logger.info("generated %d images: %s%s", summary["images"], per_class, extra)
     short = [label for label, n in counts.items() if n < asked]
     if short:
