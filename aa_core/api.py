@@ -7,11 +7,13 @@ Contracts (subclass one per implementation; ``aa_core.contracts`` explains them)
     ImageFilter, ImageFilterContext               image filters       (aa.filters)
     UDAAlgorithm, UDABatch, UDAData               domain adaptation   (aa.uda)
     SSLAlgorithm, SSLBatch, SSLFeed               semi-supervised     (aa.ssl)
+    VisionLanguageModel, VLMContext               vision-language     (aa.vlms)
     Classifier, TrainingContext, Loaders          what algorithms receive
     Needs                                         what an algorithm needs of the run (backbone, defaults)
     Options                                       the base of every ``Options`` model: unknown keys refused
     NoOptions                                     for an implementation without options
     file_digest                                   a file's digest, for an implementation's ``inputs()``
+    auto_dtype                                    the dtype a model runs in on a device (``auto``: bf16 where it has it)
 
 Hooks (``aa_core.hookspecs``; implement them in a module registered under ``aa.plugins``)::
 
@@ -66,8 +68,11 @@ if TYPE_CHECKING:  # for readers and type checkers; at run time they load on fir
         UDAAlgorithm,
         UDABatch,
         UDAData,
+        VisionLanguageModel,
+        VLMContext,
     )
     from aa_core.credentials import blank_credentials
+    from aa_core.dtypes import auto_dtype
     from aa_core.models.classifier import ImageClassifier
     from aa_core.models.dropout import Dropout
     from aa_core.options import NoOptions, Options, SGDOptions
@@ -80,7 +85,7 @@ if TYPE_CHECKING:  # for readers and type checkers; at run time they load on fir
 CONTRACTS = (
     "Classifier", "GeneratorContext", "ImageFilter", "ImageFilterContext", "ImageGenerator", "Loaders", "Needs", "Prompt",
     "Prompter", "PrompterContext", "SSLAlgorithm", "SSLBatch", "SSLFeed", "TrainingContext", "UDAAlgorithm",
-    "UDABatch", "UDAData",
+    "UDABatch", "UDAData", "VisionLanguageModel", "VLMContext",
 )  # fmt: skip
 SCHEDULES = ("cosine_decay", "inverse_decay", "lambda_lr", "progress", "sigmoid_ramp", "warmup_cosine")
 
@@ -101,6 +106,7 @@ _LAZY = {
     "frozen": "aa_core.training.frozen",
     "EMA": "aa_core.training.ema",
     "blank_credentials": "aa_core.credentials",
+    "auto_dtype": "aa_core.dtypes",
 }
 
 __all__ = [
@@ -128,6 +134,9 @@ __all__ = [
     "UDAAlgorithm",
     "UDABatch",
     "UDAData",
+    "VLMContext",
+    "VisionLanguageModel",
+    "auto_dtype",
     "Update",
     "blank_credentials",
     "cosine_decay",

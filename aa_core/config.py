@@ -134,6 +134,23 @@ class SSLConfig(ImplementationSection):
     name: str = "fixmatch"
 
 
+class VLMConfig(ImplementationSection):
+    """A vision-language model that classifies from the category names alone (``aa_core.zero_shot``)."""
+
+    name: str = "none"
+    # each category's text: none, the run's own prompts (the template's "a {domain} of a {category}"
+    # with a real source); a template of {category} and {domain} otherwise
+    template: str | None = None
+    batch_size: int = Field(64, ge=1)  # images per forward pass of the zero-shot row
+
+    @field_validator("template")
+    @classmethod
+    def _names_the_category(cls, value: str | None) -> str | None:
+        if value is not None and "{category}" not in value:
+            raise ValueError("the template must contain {category}")
+        return value
+
+
 class RefineConfig(Section):
     """The confident split (``aa_core.confident_split``): which target images become labelled."""
 
@@ -164,6 +181,7 @@ class Config(Section):
     uda: UDAConfig = Field(default_factory=UDAConfig)
     refine: RefineConfig = Field(default_factory=RefineConfig)
     ssl: SSLConfig = Field(default_factory=SSLConfig)
+    vlm: VLMConfig = Field(default_factory=VLMConfig)
     track: TrackConfig = Field(default_factory=TrackConfig)
     # image filters turned on, each with its options: {clip: {top_k: 1}}; `null` turns one off
     filters: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
@@ -274,7 +292,9 @@ def implementation_options(prefix: str, options: dict[str, Any], cls: type) -> A
     """Validate ``options`` against the chosen implementation's ``Options``; errors name keys after ``prefix``.
 
     A key no field of ``Options`` names is refused here, whatever the model's own ``extra``."""
-    unknown = unknown_key(options, cls.Options)
+    section = Config.model_fields.get(prefix.rstrip("."))  # a one-implementation section: its own keys are close too
+    own = set(section.annotation.model_fields) if section is not None and hasattr(section.annotation, "model_fields") else set()
+    unknown = unknown_key(options, cls.Options, also=own)
     if unknown is not None:
         key, close = unknown
         hint = f"; did you mean {prefix}{close}?" if close else ""

@@ -1,12 +1,13 @@
 """What each kind of plugin receives and returns: declarations only; the core decides what to do with them.
 
-Five kinds, each registered by name in its own entry-point group (``aa_core.kinds``)::
+Six kinds, each registered by name in its own entry-point group (``aa_core.kinds``)::
 
     [project.entry-points."aa.prompters"]   template = "pkg.module:TemplatePrompter"
     [project.entry-points."aa.generators"]  glyph = "pkg.module:GlyphGenerator"
     [project.entry-points."aa.filters"]     clip = "pkg.module:CLIPFilter"
     [project.entry-points."aa.uda"]         dann = "pkg.module:DANN"
     [project.entry-points."aa.ssl"]         fixmatch = "pkg.module:FixMatch"
+    [project.entry-points."aa.vlms"]        clip = "pkg.module:TransformersVLM"
 
 Every implementation declares its options and their defaults in one nested pydantic model,
 ``Options``; the user sets them in the kind's config section (``--set uda.trade_off=0.3``).
@@ -23,7 +24,7 @@ it trains, when it is not the classifier) and, for SSL, ``feed`` (the views and 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
@@ -166,6 +167,48 @@ class ImageFilter(Implementation, ABC):
 
     def close(self) -> None:
         """Release what ``__init__`` loaded; called once the stage ends."""
+
+
+# --- vision-language models ---------------------------------------------------------------------
+
+
+@dataclass
+class VLMContext:
+    """What a vision-language model may use."""
+
+    device: Any  # torch.device chosen by accelerate for this process
+
+
+class VisionLanguageModel(Implementation, ABC):
+    """Embeds images and texts in one space (``aa.vlms``; ``--vlm NAME``): the core builds a
+    zero-shot classifier from the category names with it (``aa_core.zero_shot``).
+
+    The logit of image :math:`x` for text :math:`t` is :math:`s \\cos(f(x), g(t)) + b`, with
+    ``logit_scale`` :math:`s` and ``logit_bias`` :math:`b` (0 but for sigmoid-trained models: SigLIP).
+    """
+
+    logit_scale: float = 1.0
+    logit_bias: float = 0.0
+
+    def __init__(self, options: BaseModel, context: VLMContext):
+        self.options = options
+        self.context = context
+
+    @abstractmethod
+    def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """One L2-normalised embedding per text: ``[len(texts), d]``, float32 on the CPU."""
+
+    @abstractmethod
+    def preprocessor(self) -> Callable[[Sequence[Image]], torch.Tensor]:
+        """A function from RGB images to the model's input batch (its own size and normalisation).
+        It runs in data-loader workers: it must not hold the model."""
+
+    @abstractmethod
+    def embed_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        """One L2-normalised embedding per image of a ``preprocessor`` batch: ``[n, d]``, float32 on the CPU."""
+
+    def close(self) -> None:
+        """Release what ``__init__`` loaded; called once the zero-shot pass ends."""
 
 
 # --- training algorithms -----------------------------------------------------------------------

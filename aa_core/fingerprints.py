@@ -12,7 +12,8 @@ sizes of inference, workers, caches, checkpoints, trackers). A stage's fingerpri
 * its upstream stage's fingerprint, so a change anywhere reruns that stage and every one after it.
 
 The source-only model is a part of the adapt stage with a fingerprint of its own (it serves
-every UDA algorithm trained from the same source). ``tests/test_fingerprints.py`` fails on a
+every UDA algorithm trained from the same source); so is the zero-shot row (``aa_core.zero_shot``:
+it depends on the VLM, the texts and the target alone). ``tests/test_fingerprints.py`` fails on a
 config field missing from ``FIELDS``. The pipeline, ``aa sweep`` (which shares a completed stage
 between run folders whose fingerprints agree) and ``aa_core.runs`` read them here.
 """
@@ -30,8 +31,8 @@ from aa_core.run_folder import fingerprint, folder_digest
 # config field (or a whole section) -> the parts whose result it changes; None: how, not what
 FIELDS: dict[str, tuple[str, ...] | None] = {
     "seed": ("prompts", "generate", "source_only", "refine"),
-    "task.categories": ("prompts", "source_only"),  # the order is the labels' order: a real source's model too
-    "task.domain": ("prompts", "generate"),  # image filters read it (CLIP's text)
+    "task.categories": ("prompts", "source_only", "zero_shot"),  # the order is the labels' order: a real source's model too
+    "task.domain": ("prompts", "generate", "zero_shot"),  # image filters and the VLM's template read it
     "task.description": ("prompts",),
     "prompts.name": ("prompts",),
     "prompts.model": ("prompts",),
@@ -70,10 +71,13 @@ FIELDS: dict[str, tuple[str, ...] | None] = {
     "refine.views": ("refine",),
     "refine.keep": ("evaluate",),  # the evaluation's choice, not the training's
     "ssl.name": ("refine",),
+    "vlm.name": ("zero_shot",),
+    "vlm.template": ("zero_shot",),
+    "vlm.batch_size": None,  # the logits are the same whatever the batch
     "track": None,
 }
 # the kind whose chosen implementation each part calls (the generator's identity is ``image_maker``)
-IMPLEMENTED_BY = {"prompts": "prompter", "adapt": "uda", "refine": "ssl"}
+IMPLEMENTED_BY = {"prompts": "prompter", "adapt": "uda", "refine": "ssl", "zero_shot": "vlm"}
 
 
 def fields_of(config, part: str) -> dict[str, Any]:
@@ -146,6 +150,13 @@ def part_inputs(ctx: StageContext, part: str) -> dict:
         # the core builds and trains this network (its own backbones' shapes, the source-only loop): a
         # release of it that changes them retrains, where loading the old weights would fail
         out["core"] = release(aa_core.__version__)
+    if part == "zero_shot":
+        prompts = ctx.folder.prompts  # the texts, where they are the run's prompts (``aa_core.zero_shot.class_texts``)
+        if c.vlm.template is None and c.data.source is None:
+            out["prompts"] = fingerprint(prompts.read_text()) if prompts.exists() else ""
+        out["target"] = folder_digest(ctx.target.root)
+    if part == "evaluate" and ctx.active("vlm"):
+        out["zero_shot"] = zero_shot_fingerprint(ctx)  # its row is one of the evaluation's
     if part == "adapt":
         out["source_only"] = part_inputs(ctx, "source_only")
         out["target"] = folder_digest(ctx.target.root)
@@ -163,6 +174,11 @@ def source_only_fingerprint(ctx: StageContext) -> str:
     data = ctx.config.data
     root = Path(data.source) if data.source is not None else ctx.folder.source
     return fingerprint({"inputs": blanked(part_inputs(ctx, "source_only")), "source": folder_digest(root)})
+
+
+def zero_shot_fingerprint(ctx: StageContext) -> str:
+    """Identity of the zero-shot row: the VLM (its release, options, inputs), the texts, the categories and the target."""
+    return fingerprint({"inputs": blanked(part_inputs(ctx, "zero_shot"))})
 
 
 def fingerprints(ctx: StageContext, stages: list[str]) -> dict[str, str]:

@@ -1,8 +1,8 @@
-"""The five kinds of named implementation, each described once.
+"""The six kinds of named implementation, each described once.
 
 A kind's entry-point group, config section, command-line flag and contract class live in one
 row of ``KINDS``; the plugin manager, the config, the stage context and the CLI all read it.
-Adding a sixth kind is one more row (and its contract class in ``aa_core.contracts``).
+Adding a seventh kind is one more row (and its contract class in ``aa_core.contracts``).
 
 Contracts are named, not imported: the command line reads this table to build its options,
 and ``aa --help`` should not pay for the contracts' pydantic models.
@@ -40,6 +40,7 @@ KINDS: dict[str, Kind] = {
         Kind("filter", "aa.filters", "filters", None, "ImageFilter", "Image filters", optional=True, several=True),
         Kind("uda", "aa.uda", "uda", "--uda", "UDAAlgorithm", "UDA algorithm, or 'none' for source only", True),
         Kind("ssl", "aa.ssl", "ssl", "--ssl", "SSLAlgorithm", "SSL algorithm, or 'none' to skip refining", True),
+        Kind("vlm", "aa.vlms", "vlm", "--vlm", "VisionLanguageModel", "Vision-language model (the zero-shot row), or 'none'", True),
     )
 }
 

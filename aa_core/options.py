@@ -43,12 +43,12 @@ def keys(model: type[BaseModel]) -> list[str]:
     return sorted(set(out))
 
 
-def unknown_key(given: dict[str, Any], model: type[BaseModel]) -> tuple[str, str | None] | None:
-    """The first key of ``given`` that ``model`` has no field for, and the closest key it has
-    (None if none is close); None when every key is known."""
+def unknown_key(given: dict[str, Any], model: type[BaseModel], also: set[str] = frozenset()) -> tuple[str, str | None] | None:
+    """The first key of ``given`` that ``model`` has no field for, and the closest key it has or
+    ``also`` names (the section's own keys; None if none is close); None when every key is known."""
     known = keys(model)
     for key in given:
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
+            close = difflib.get_close_matches(key, sorted(set(known) | set(also)), n=1)
             return key, close[0] if close else None
     return None

@@ -33,7 +33,7 @@ from aa_core.kinds import KINDS
 logger = logging.getLogger("aa")
 
 HOOKS_GROUP = "aa.plugins"
-BUILTIN = frozenset({"adapt-anything", "aa-prompters", "aa-generators", "aa-diffusers", "aa-glide", "aa-uda", "aa-ssl", "aa-llm"})
+BUILTIN = frozenset({"adapt-anything", "aa-prompters", "aa-generators", "aa-diffusers", "aa-glide", "aa-uda", "aa-ssl", "aa-llm", "aa-vlm"})
 
 DISABLE_ENV = "AA_DISABLE_PLUGINS"
 BUILTIN_ONLY_ENV = "AA_BUILTIN_PLUGINS_ONLY"

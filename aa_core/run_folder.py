@@ -34,24 +34,29 @@ OUTPUTS = {
     "refine": ("split.csv", "split.json", "refine.safetensors"),
     "evaluate": ("predictions.csv", "metrics.json"),
 }
+TRAINED = ("source_only", "adapt", "refine")  # the parts that save a network (``<part>.safetensors``), in order
+MODELS = ("zero_shot", *TRAINED)  # what a run reports, in order: the zero-shot row (with a VLM), then each network
 # what must still be there for a completed stage to be reused: one deleted by hand makes it run again
 REQUIRED = {
     "prompts": ("prompts.jsonl",),
     "generate": ("source", "generation.json"),
     "source_only": ("source_only.safetensors",),
+    "zero_shot": ("zero_shot.safetensors", "zero_shot_head.safetensors"),
     "adapt": ("source_only.safetensors", "adapt.safetensors"),
     "refine": ("split.csv", "split.json", "refine.safetensors"),
     "evaluate": ("predictions.csv", "metrics.json"),
 }
 # the part of a stage recorded on its own, so a rerun that changes only the rest of the stage reuses
 # it: the source-only model, the first part of adapt (one serves every UDA algorithm)
-PARTS = {"source_only": "adapt"}
+# and the zero-shot row (``aa_core.zero_shot``), computed where first needed (adapt's start), read by the stages after
+PARTS = {"source_only": "adapt", "zero_shot": "adapt"}
 LINKED = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".safetensors"}  # written once, then only replaced
 STALE = "stale"  # what a run set aside rather than delete: files it no longer wants, an adopted folder's
 # every name aa writes at the top of a run folder (``aa sweep`` its log, ``aa report`` its page): an
 # adopted folder's entries of these names are set aside, as the run would write over them
 WRITTEN = frozenset(
     {name for names in OUTPUTS.values() for name in names}
+    | {"zero_shot.safetensors", "zero_shot_head.safetensors"}
     | {"config.yaml", "stages.json", "unreadable.txt", "checkpoints", "tracking", LOCK, "sweep.log", "report.html", "error.log"}
 )
 # what a run folder may hold before its config.yaml: the lock, the preflight's list, an ``aa sweep`` member's log
@@ -149,6 +154,8 @@ class RunFolder:
         self.split = self.root / "split.csv"
         self.split_stats = self.root / "split.json"
         self.selection = self.root / "selection.json"
+        self.zero_shot = self.root / "zero_shot.safetensors"  # the zero-shot row's logits of every target image
+        self.zero_shot_head = self.root / "zero_shot_head.safetensors"  # its classifier: text weights, scale, bias
         self.predictions = self.root / "predictions.csv"
         self.metrics = self.root / "metrics.json"
         self.log = self.root / "train_log.jsonl"

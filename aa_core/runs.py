@@ -16,6 +16,7 @@ of the core, so the core can change inside without its tools noticing::
     IMPLEMENTATION_SECTIONS, core_keys(section)
                                 the sections naming an implementation; their keys that are not its options
     load_config, parse_set, RunFolder, OUTPUTS, write_atomic, is_image, AAError
+    MODELS                      what a run reports, in order: zero_shot (with a VLM), source_only, adapt, refine
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from aa_core.config import IMPLEMENTATION_SECTIONS, Config, load_config, parse_s
 from aa_core.data.image_folder import is_image
 from aa_core.errors import AAError
 from aa_core.lock import writer_lock
-from aa_core.run_folder import OUTPUTS, RunFolder, write_atomic
+from aa_core.run_folder import MODELS, OUTPUTS, RunFolder, write_atomic
 
 __all__ = [
-    "AAError", "IMPLEMENTATION_SECTIONS", "OUTPUTS", "Run", "RunFolder", "core_keys", "execute", "is_image", "load_config",
+    "AAError", "IMPLEMENTATION_SECTIONS", "MODELS", "OUTPUTS", "Run", "RunFolder", "core_keys", "execute", "is_image", "load_config",
     "own_backbone_source", "parse_set", "recorded_config", "write_atomic", "writer_lock",
 ]  # fmt: skip
 

@@ -16,9 +16,8 @@ import json
 import torch
 
 from aa_core.context import StageContext
+from aa_core.run_folder import TRAINED
 from aa_core.training.weights import load_weights
-
-TRAINED = ("source_only", "adapt", "refine")  # the stages that save a network, in order
 
 
 def last_trained(ctx: StageContext) -> str:

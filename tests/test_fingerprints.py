@@ -67,7 +67,7 @@ def test_the_categories_are_the_source_only_models_labels_with_a_real_source(tmp
         config = load_config(sets=[f"data.source={small_target}", f"data.target={small_target}", f"task.categories={categories}"])
         return source_only_fingerprint(context(config, tmp_path))
 
-    assert FIELDS["task.categories"] == ("prompts", "source_only")
+    assert FIELDS["task.categories"] == ("prompts", "source_only", "zero_shot")
     assert source_only("[0,1,2,3,4,5,6,7,8,9]") != source_only("[1,0,2,3,4,5,6,7,8,9]")
 
 

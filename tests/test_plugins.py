@@ -17,6 +17,7 @@ def test_builtin_plugins_are_discovered_through_entry_points():
     assert plugins["aa-uda"]["names"] == {"uda": ["cdtrans", "dann", "mcd", "symnets"]}
     assert plugins["aa-ssl"]["names"] == {"ssl": ["fixmatch", "mixmatch"]}
     assert plugins["aa-llm"]["names"] == {"prompter": ["llm"]}
+    assert plugins["aa-vlm"]["names"] == {"vlm": ["clip"]}
     assert all(p["status"] == "loaded" and p["builtin"] for p in plugins.values())
 
 

@@ -378,7 +378,7 @@ def test_pixels_that_overflow_the_dtype_are_an_error_naming_the_dtype_to_use_not
 
 
 def test_auto_precision_is_float32_on_the_cpu_and_half_on_other_accelerators():
-    from aa_diffusers.precision import torch_dtype
+    from aa_core.api import auto_dtype as torch_dtype
 
     assert torch_dtype("auto", torch.device("cpu")) == torch.float32
     assert torch_dtype("auto", torch.device("mps")) == torch.float16

@@ -140,3 +140,51 @@ def tiny_glide(path: Path, upsampler: bool = True) -> Path:
         torch.save(model.state_dict(), path / f"{name}.pt")
         (path / f"{name}.json").write_text(json.dumps(extra))
     return path
+
+
+def char_tokenizer(max_length: int = 16):
+    """A fast tokenizer of single printable characters (no sentencepiece model needed), SigLIP-padded."""
+    import string
+
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<unk>": 1, "</s>": 2, **{c: i + 3 for i, c in enumerate(string.printable)}}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    special = {"pad_token": "<pad>", "unk_token": "<unk>", "eos_token": "</s>"}
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=max_length, **special)
+
+
+def tiny_siglip(path: Path) -> Path:
+    """A SiglipModel with its processor, as ``google/siglip-base-patch16-224`` is laid out; its
+    logit scale and bias set away from zero, so that both are seen in its logits."""
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor
+
+    torch.manual_seed(0)
+    config = SiglipConfig(
+        text_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, vocab_size=128,
+                         max_position_embeddings=64, pad_token_id=0, eos_token_id=2, bos_token_id=2),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                           image_size=32, patch_size=8),
+    )  # fmt: skip
+    model = SiglipModel(config)
+    with torch.no_grad():
+        model.logit_scale.fill_(1.2)
+        model.logit_bias.fill_(-0.7)
+    model.save_pretrained(path)
+    processor = SiglipProcessor(image_processor=SiglipImageProcessor(size={"height": 32, "width": 32}), tokenizer=char_tokenizer(64))
+    processor.save_pretrained(path)
+    return path
+
+
+def tiny_vit_classifier(path: Path, labels: list[str]) -> Path:
+    """A transformers image classifier (ViT) with ``id2label``: a checkpoint of another task than zero-shot."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(0)
+    config = ViTConfig(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32, patch_size=8,
+                       id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})  # fmt: skip
+    ViTForImageClassification(config).save_pretrained(path)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
+    return path

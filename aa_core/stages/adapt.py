@@ -20,10 +20,13 @@ from aa_core.source_only import SourceOnly
 from aa_core.training.loop import skip, train_part
 from aa_core.training.predict import predict_probabilities
 from aa_core.training.weights import load_weights, save_weights
+from aa_core.zero_shot import zero_shot_probabilities
 
 
 def run(ctx: StageContext) -> None:
     config, folder, accelerator = ctx.config, ctx.folder, ctx.accelerator
+    if ctx.active("vlm"):  # the zero-shot row first: a VLM that cannot load fails before any training
+        zero_shot_probabilities(ctx)
     fmt = ctx.input_format
     source = ctx.source
     view = fmt.view(config.data.adapt_view)

@@ -1,7 +1,8 @@
 """Stage 4: choose the final model without labels, predict the target with it -> ``predictions.csv``
 and ``metrics.json``.
 
-Every model the run trained predicts the target; label-free criteria of its predictions are
+Every model the run trained predicts the target, and the zero-shot row where a VLM is set
+(``aa_core.zero_shot``); label-free criteria of its predictions are
 recorded, and where the run refines, ``final_model.choose`` keeps the refined or the adapted model.
 Accuracies are reported for every model the run trained, and only when the target folder has
 labels: ``target_accuracy`` on the test part of the labels, ``dev_accuracy`` on the development
@@ -19,9 +20,10 @@ import torch
 from aa_core.context import StageContext
 from aa_core.data.views import Views
 from aa_core.final_model import choose, label_free
-from aa_core.run_folder import strict_json, write_atomic
-from aa_core.trained import TRAINED, last_trained, trained_model
+from aa_core.run_folder import MODELS, TRAINED, strict_json, write_atomic
+from aa_core.trained import last_trained, trained_model
 from aa_core.training.predict import predict_probabilities
+from aa_core.zero_shot import zero_shot_probabilities
 
 
 def accuracy(predicted: torch.Tensor, labels: list[int], indices: list[int]) -> float:
@@ -46,14 +48,23 @@ def split_report(ctx: StageContext) -> dict:
     return report
 
 
+def models(ctx: StageContext) -> list[str]:
+    """What the evaluation reports, in ``MODELS`` order: the zero-shot row where a VLM is set, then every network trained."""
+    trained = TRAINED[: TRAINED.index(last_trained(ctx)) + 1]
+    return [name for name in MODELS if name in trained or (name == "zero_shot" and ctx.active("vlm"))]
+
+
 def run(ctx: StageContext) -> None:
     accelerator = ctx.accelerator
     target = ctx.target
     images = Views(ctx.prepared(target.paths), [ctx.input_format.plain()])
     test, dev, criteria, predictions = {}, {}, {}, {}
-    for name in TRAINED[: TRAINED.index(last_trained(ctx)) + 1]:
-        model = accelerator.prepare_model(trained_model(ctx, name), evaluation_mode=True)
-        probabilities = predict_probabilities(model, images, accelerator, num_workers=ctx.config.data.num_workers)
+    for name in models(ctx):
+        if name == "zero_shot":
+            probabilities = zero_shot_probabilities(ctx)
+        else:
+            model = accelerator.prepare_model(trained_model(ctx, name), evaluation_mode=True)
+            probabilities = predict_probabilities(model, images, accelerator, num_workers=ctx.config.data.num_workers)
         criteria[name], predictions[name] = label_free(probabilities), probabilities.max(dim=1)
         if target.labels is not None:
             predicted = probabilities.argmax(dim=1)

@@ -152,7 +152,9 @@ def print_metrics(metrics: dict, out: Path) -> None:
     seconds = metrics.get("seconds", {})
     if accuracy:
         typer.echo("\ntarget accuracy" + ("    test     dev" if dev else ""))
-        for name in ("source_only", "adapt", "refine"):
+        from aa_core.runs import MODELS
+
+        for name in MODELS:
             if name in accuracy:
                 typer.echo(f"  {name:<12} {accuracy[name]:.4f}" + (f"  {dev[name]:.4f}" if name in dev else ""))
     else:

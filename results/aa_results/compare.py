@@ -22,9 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from aa_core.runs import AAError, write_atomic
+from aa_core.runs import MODELS, AAError, write_atomic
 
-MODELS = ("source_only", "adapt", "refine")
 NOT_SETTINGS = {"seed", "plugins", "environment"}  # differ between seeds or are records, not choices
 
 
@@ -111,10 +110,13 @@ def configurations(runs: list[Run]) -> dict[str, list[Run]]:
 
 def table(groups: dict[str, list[Run]]) -> list[dict]:
     rows = []
+    everyone = [r for members in groups.values() for r in members]
+    # the zero-shot columns where some run has a VLM; the trained models' always
+    shown = [m for m in MODELS if m != "zero_shot" or any(m in r.metrics.get("target_accuracy", {}) for r in everyone)]
     for label, members in groups.items():
         row = {"configuration": label, "seeds": len(members)}
         for key, prefix in (("target_accuracy", ""), ("dev_accuracy", "dev ")):
-            for model in MODELS:
+            for model in shown:
                 row[prefix + model] = mean_std([r.metrics[key][model] for r in members if model in r.metrics.get(key, {})])
         row["final"] = mean_std([final_accuracy(r.metrics) for r in members if final_accuracy(r.metrics) is not None])
         row["dev final"] = mean_std([final_accuracy(r.metrics, "dev_accuracy") for r in members

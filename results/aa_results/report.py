@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 from PIL import Image
 
-from aa_core.runs import AAError, Run, RunFolder
+from aa_core.runs import MODELS, AAError, Run, RunFolder
 
 PER_CATEGORY = 8  # synthetic images shown per category
 TARGET_SAMPLE = 60  # target images shown
@@ -193,7 +193,7 @@ def confusion_section(run: Run, predictions: list[dict]) -> str:
 
 def metrics_section(metrics: dict) -> str:
     test, dev, seconds = metrics.get("target_accuracy", {}), metrics.get("dev_accuracy", {}), metrics.get("seconds", {})
-    models = [m for m in ("source_only", "adapt", "refine") if m in test]
+    models = [m for m in MODELS if m in test]
     rows = "".join(f"<tr><td>{m}</td><td>{test[m]}</td><td>{dev.get(m, '')}</td></tr>" for m in models)
     table = f"<table><tr><th>model</th><th>test</th><th>dev</th></tr>{rows}</table>" if rows else "<p>The target has no labels.</p>"
     times = ", ".join(f"{stage} {value:.1f} s" for stage, value in seconds.items())

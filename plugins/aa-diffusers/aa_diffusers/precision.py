@@ -1,7 +1,7 @@
 """The dtype a pipeline runs in, and the check that it did not overflow.
 
-``auto`` is bfloat16 on a CUDA GPU that has it (Ampere and later: float32's range, so nothing
-overflows), float16 on an older one or another accelerator, float32 on the CPU. float16 tops out
+``auto`` is ``aa_core.api.auto_dtype``'s: bfloat16 on a CUDA GPU that has it, float16 on an older
+one or another accelerator, float32 on the CPU. float16 tops out
 at 65504: some models (Flux, SDXL's VAE) overflow it, the overflow turns into NaN, and NaN
 decodes to a black image that looks like a safety checker's. The images are read as floats
 before they are turned into pixels, so that a NaN is an error naming the dtype to use instead.
@@ -12,18 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from aa_core.api import AAError
-
-
-def torch_dtype(name: str, device):
-    import torch
-
-    if name != "auto":
-        return getattr(torch, name)
-    if device.type == "cpu":
-        return torch.float32
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16
 
 
 def check_finite(images: np.ndarray, dtype) -> None:

@@ -27,9 +27,9 @@ import numpy as np
 from PIL.Image import Image
 from pydantic import Field
 
-from aa_core.api import AAError, GeneratorContext, ImageGenerator, Options
+from aa_core.api import AAError, GeneratorContext, ImageGenerator, Options, auto_dtype
 from aa_diffusers.call_arguments import call_arguments
-from aa_diffusers.precision import check_finite, torch_dtype
+from aa_diffusers.precision import check_finite
 from aa_diffusers.safety import withheld
 
 logger = logging.getLogger("aa")
@@ -72,7 +72,7 @@ class StableDiffusionGenerator(ImageGenerator):
 
         self.device = torch.device(context.device or "cpu")
         self.model = context.model or DEFAULT_MODEL
-        self.dtype = torch_dtype(options.dtype, self.device)
+        self.dtype = auto_dtype(options.dtype, self.device)
         self.pipe = load_pipeline(self.model, options, self.dtype)
         if options.scheduler:
             self.pipe.scheduler = scheduler_named(options.scheduler, self.pipe.scheduler.config)
