@@ -160,6 +160,8 @@ class RefineConfig(Section):
     top_k: int = Field(100, ge=1)  # topk: images per predicted class
     min_per_class: int = Field(1, ge=0)  # every predicted class keeps at least this many
     views: int = Field(4, ge=0)  # weak views averaged into each image's score
+    # whose class probabilities the split ranks: the adapted model's, the VLM's zero-shot row's, or their mean
+    teacher: Literal["adapted", "vlm", "ensemble"] = "adapted"
     # the run's result: auto keeps the refined model only where label-free evidence says it is no
     # worse than the adapted one (aa_core.final_model); refine or adapt forces the choice
     keep: Literal["auto", "refine", "adapt"] = "auto"

@@ -15,6 +15,8 @@ from aa_core.kinds import KINDS, chosen
 from aa_core.plugins import plugin_manager
 from aa_core.run_folder import RunFolder
 
+VLM_BACKBONE = "vlm"  # model.backbone naming the VLM's image tower (``aa_core.models.vlm_classifier``)
+
 
 @dataclass
 class StageContext:
@@ -69,7 +71,7 @@ class StageContext:
             num_classes=len(self.categories),
             total_steps=steps,
             batch_size=c.train.batch_size,
-            pretrained_backbone=bool(c.model.pretrained),
+            pretrained_backbone=bool(c.model.pretrained) or c.model.backbone == VLM_BACKBONE,  # the tower learns slower
             seed=c.seed,
         )
 
@@ -79,6 +81,10 @@ class StageContext:
         from aa_core.models.classifier import build_classifier
 
         c = self.config
+        if c.model.backbone == VLM_BACKBONE:
+            from aa_core.models.vlm_classifier import vlm_classifier
+
+            return vlm_classifier(self.folder.zero_shot_head, *self.implementation("vlm"), len(self.categories))
         return build_classifier(c.model, len(self.categories), c.data.channels, pretrained, for_training=for_training)
 
     @cached_property
@@ -86,7 +92,11 @@ class StageContext:
         """How every image of the run is read: channels, size, normalisation, and the views built on them."""
         from aa_core.data.input_format import InputFormat
 
-        return InputFormat(self.config.data, self.config.model)
+        if self.config.model.backbone != VLM_BACKBONE:
+            return InputFormat(self.config.data, self.config.model)
+        cls, options = self.implementation("vlm")
+        _size, mean, std = cls.image_format(options)  # the size is data.image_size already (``needs.fill_defaults``)
+        return InputFormat(self.config.data, self.config.model, (mean, std))
 
     def prepared(self, paths: list[str]):
         """The images of ``paths`` in the input format: held in memory when they fit ``data.cache_mb``,

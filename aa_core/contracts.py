@@ -210,6 +210,19 @@ class VisionLanguageModel(Implementation, ABC):
     def close(self) -> None:
         """Release what ``__init__`` loaded; called once the zero-shot pass ends."""
 
+    # --- the image tower as the run's backbone (``model.backbone=vlm``); optional -------------
+
+    @classmethod
+    def image_format(cls, options: BaseModel) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+        """The tower's input: its square side, and the RGB mean and standard deviation it
+        normalises with. Read without loading the weights (the run's input format is set from it)."""
+        raise NotImplementedError(f"{cls.__name__} cannot be the run's backbone (it declares no image_format)")
+
+    def image_tower(self) -> torch.nn.Module:
+        """The image tower as a module to train: pixels (the run's plain view) -> unnormalised
+        embedding, the one ``embed_images`` normalises. The text tower is not part of it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be the run's backbone (it has no image_tower)")
+
 
 # --- training algorithms -----------------------------------------------------------------------
 

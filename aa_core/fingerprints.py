@@ -69,6 +69,7 @@ FIELDS: dict[str, tuple[str, ...] | None] = {
     "refine.top_k": ("refine",),
     "refine.min_per_class": ("refine",),
     "refine.views": ("refine",),
+    "refine.teacher": ("refine",),
     "refine.keep": ("evaluate",),  # the evaluation's choice, not the training's
     "ssl.name": ("refine",),
     "vlm.name": ("zero_shot",),
@@ -147,6 +148,8 @@ def part_inputs(ctx: StageContext, part: str) -> dict:
         if isinstance(c.model.pretrained, str):  # a local checkpoint: its contents, not only its name
             checkpoint = Path(c.model.pretrained)
             out["checkpoint"] = fingerprint([checkpoint.stat().st_size, checkpoint.stat().st_mtime_ns]) if checkpoint.is_file() else ""
+        if c.model.backbone == "vlm":  # the tower and the zero-shot head it starts from (the texts; not the target)
+            out["vlm"] = {k: v for k, v in part_inputs(ctx, "zero_shot").items() if k != "target"}
         # the core builds and trains this network (its own backbones' shapes, the source-only loop): a
         # release of it that changes them retrains, where loading the old weights would fail
         out["core"] = release(aa_core.__version__)
@@ -155,6 +158,8 @@ def part_inputs(ctx: StageContext, part: str) -> dict:
         if c.vlm.template is None and c.data.source is None:
             out["prompts"] = fingerprint(prompts.read_text()) if prompts.exists() else ""
         out["target"] = folder_digest(ctx.target.root)
+    if part == "refine" and c.refine.teacher != "adapted" and ctx.active("vlm"):
+        out["zero_shot"] = zero_shot_fingerprint(ctx)  # the split's teacher
     if part == "evaluate" and ctx.active("vlm"):
         out["zero_shot"] = zero_shot_fingerprint(ctx)  # its row is one of the evaluation's
     if part == "adapt":

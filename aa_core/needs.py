@@ -8,7 +8,7 @@ values; before any work, a backbone an algorithm cannot use is refused with one 
 
 from __future__ import annotations
 
-from aa_core.context import StageContext
+from aa_core.context import VLM_BACKBONE, StageContext
 from aa_core.errors import AAError
 from aa_core.models.classifier import DEFAULT_BACKBONE
 
@@ -22,6 +22,11 @@ def fill_defaults(ctx: StageContext) -> None:
         ctx.config.model.backbone = (needs and needs.default_backbone) or DEFAULT_BACKBONE
     if ctx.config.source_only.steps is None:
         ctx.config.source_only.steps = (needs and needs.source_only_steps) or DEFAULT_SOURCE_ONLY_STEPS
+    if ctx.config.model.backbone == VLM_BACKBONE:  # the tower's own input: its size, in colour
+        if not ctx.active("vlm"):
+            raise AAError("model.backbone=vlm trains a vision-language model's image tower; add --vlm clip --set vlm.model=...")
+        cls, options = ctx.implementation("vlm")
+        ctx.config.data.image_size, ctx.config.data.channels = cls.image_format(options)[0], 3
 
 
 def check_backbone(backbone, needs, who: str) -> None:
@@ -35,7 +40,12 @@ def check_backbone(backbone, needs, who: str) -> None:
 
 
 def check_backbones(ctx: StageContext, backbone) -> None:
-    """Every chosen training algorithm accepts ``backbone`` (built on the meta device: no memory)."""
+    """Every chosen training algorithm accepts ``backbone`` (built on the meta device: no memory;
+    ``None`` for a VLM's tower, which is no timm class)."""
     for kind in ("uda", "ssl"):
         for name, (cls, _options) in ctx.implementations(kind).items():
-            check_backbone(backbone, cls.needs, f"{kind} '{name}'")
+            if backbone is None and cls.needs.backbone:
+                raise AAError(f"{kind} '{name}' needs a timm {cls.needs.backbone} backbone, and model.backbone=vlm is a "
+                              "vision-language model's tower; use another algorithm, or a timm backbone")  # fmt: skip
+            if backbone is not None:
+                check_backbone(backbone, cls.needs, f"{kind} '{name}'")

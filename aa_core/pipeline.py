@@ -24,7 +24,7 @@ import yaml
 import aa_core
 from aa_core.blame import blame
 from aa_core.config import Config
-from aa_core.context import StageContext
+from aa_core.context import VLM_BACKBONE, StageContext
 from aa_core.credentials import blanked
 from aa_core.errors import AAError
 from aa_core.fingerprints import fingerprints, source_only_fingerprint
@@ -99,6 +99,9 @@ def preflight(ctx: StageContext) -> None:
         ctx.implementations(kind)
     for tracker in config.track.trackers:
         check_tracker(tracker)
+    if config.refine.teacher != "adapted" and not ctx.active("vlm") and chosen(config, "ssl"):
+        raise AAError(f"refine.teacher={config.refine.teacher} needs a vision-language model; "
+                      "add --vlm clip --set vlm.model=... or set refine.teacher=adapted")  # fmt: skip
     target = ctx.target  # scans the target folder: a bad one fails here
     if target.unreadable and ctx.is_main:
         shown = ", ".join(target.unreadable[:3]) + (", ..." if len(target.unreadable) > 3 else "")
@@ -111,6 +114,9 @@ def preflight(ctx: StageContext) -> None:
         ctx.source  # noqa: B018  (scans a real source folder once: a bad one fails here)
     from aa_core.models.classifier import built_on_meta
 
+    if config.model.backbone == VLM_BACKBONE:  # the tower loads with the zero-shot row, at the adapt stage's start
+        check_backbones(ctx, None)
+        return
     backbone = built_on_meta(ctx.new_classifier).backbone  # the architecture (and pretrained weights' availability)
     check_backbones(ctx, backbone)
     documented = (getattr(backbone, "pretrained_cfg", None) or {}).get("input_size")

@@ -124,9 +124,7 @@ class Run:
 
     def input_format(self):
         """How the run reads an image (``aa_core.data.input_format.InputFormat``: size, channels, normalisation)."""
-        from aa_core.data.input_format import InputFormat
-
-        return InputFormat(self.config.data, self.config.model)
+        return self.ctx.input_format
 
 
 def execute(config: Config, root: str | Path, only: list[str] | None = None, until: str | None = None, adopt: bool = False) -> dict:

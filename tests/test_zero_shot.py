@@ -142,3 +142,88 @@ def test_a_vlm_that_cannot_load_is_one_line_before_any_training(tmp_path, tiny_c
 
     typo = aa("run", *base, "--set", f"vlm.model={clip_model}", "--set", "vlm.templat=x {category}", check=2)
     assert "error: invalid config: vlm.templat: unknown key (got 'x {category}'); did you mean vlm.template?" in typo.stderr
+
+
+def test_the_split_ranks_the_teachers_probabilities(tmp_path, tiny_config, small_target, clip_model):
+    """refine.teacher=vlm: the split's classes and scores are the zero-shot row's; ensemble: the mean
+    of the adapted model's and the row's, view by view (by hand, from the run's own files)."""
+    import csv
+
+    from safetensors.torch import load_file
+
+    from aa_core.runs import Run, load_config, recorded_config
+    from aa_core.stages.refine import teacher_probabilities
+    from aa_core.trained import trained_model
+
+    out = tmp_path / "run"
+    args = ("--config", tiny_config, "--target", small_target, "--out", out, "--vlm", "clip", "--set", f"vlm.model={clip_model}")
+    aa("run", *args, "--set", "refine.teacher=vlm", check=0)
+    q = load_file(out / "zero_shot.safetensors")["logits"].softmax(dim=1)
+    with open(out / "split.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["pseudo_label"] for row in rows] == [str(k) for k in q.argmax(dim=1).tolist()]
+    assert [float(row["score"]) for row in rows] == pytest.approx(q.max(dim=1).values.tolist(), abs=1e-4)
+    assert read_json(out / "metrics.json")["split"]["teacher"] == "vlm"
+
+    def probabilities(teacher):
+        run = Run(load_config(base=recorded_config(out), sets=[f"refine.teacher={teacher}", "refine.views=2"]), out)
+        ctx = run.ctx
+        torch.manual_seed(0)  # the weak views' draws, the same for both teachers
+        return teacher_probabilities(ctx, trained_model(ctx, "adapt").eval(), ctx.prepared(ctx.target.paths))
+
+    p_plain, p_views = probabilities("adapted")
+    e_plain, e_views = probabilities("ensemble")
+    assert len(p_views) == len(e_views) == 2
+    torch.testing.assert_close(e_plain, (p_plain + q) / 2)
+    for p, e in zip(p_views, e_views):
+        torch.testing.assert_close(e, (p + q) / 2)
+    assert not torch.allclose(e_plain, p_plain)
+
+
+def test_a_vlm_teacher_without_a_vlm_is_one_line(tmp_path, tiny_config, small_target):
+    out = tmp_path / "run"
+    proc = aa("run", "--config", tiny_config, "--target", small_target, "--out", out, "--set", "refine.teacher=ensemble", check=1)
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: refine.teacher=ensemble needs a vision-language model; add --vlm clip --set vlm.model=... or set refine.teacher=adapted"
+    )
+    assert not (tmp_path / "run" / "prompts.jsonl").exists()
+
+
+def test_the_vlm_as_the_starting_network_is_the_zero_shot_classifier_before_any_step(tmp_path, tiny_config, small_target, clip_model):
+    """model.backbone=vlm, source_only.steps=0: the source-only model is the tower with the zero-shot
+    head; on the processor's pixels its logits are the zero-shot row's (to 1e-5). DANN and FixMatch
+    then train it: the tower's weights move."""
+    from safetensors.torch import load_file
+    from transformers import AutoProcessor
+
+    from aa_core.runs import Run
+
+    out = tmp_path / "run"
+    vlm = ("--vlm", "clip", "--set", f"vlm.model={clip_model}", "--set", "model.backbone=vlm")
+    aa("run", "--config", tiny_config, "--target", small_target, "--out", out, *vlm, "--set", "source_only.steps=0", check=0)
+    run = Run.open(out)
+    assert run.config.data.image_size == 32 and run.config.data.channels == 3  # the processor's
+    start = run.model("source_only")
+    paths = [str(p) for p in run.target.paths]
+    pixels = AutoProcessor.from_pretrained(clip_model)(images=[Image.open(p).convert("RGB") for p in paths], return_tensors="pt")
+    with torch.no_grad():
+        logits = start(pixels["pixel_values"])
+    torch.testing.assert_close(logits, load_file(out / "zero_shot.safetensors")["logits"], atol=1e-5, rtol=1e-5)
+
+    adapted, refined = run.model("adapt"), run.model("refine")
+    tower = {k: v for k, v in start.state_dict().items() if k.startswith("backbone.")}
+    assert tower and any(not torch.equal(v, adapted.state_dict()[k]) for k, v in tower.items())  # DANN trained the tower
+    assert any(not torch.equal(v, refined.state_dict()[k]) for k, v in adapted.state_dict().items() if k.startswith("backbone."))
+    metrics = read_json(out / "metrics.json")
+    assert set(metrics["target_accuracy"]) == {"zero_shot", "source_only", "adapt", "refine"}
+
+
+def test_the_vlm_backbone_needs_a_vlm_and_an_algorithm_that_takes_it(tmp_path, tiny_config, small_target, clip_model):
+    out = tmp_path / "run"
+    base = ("--config", tiny_config, "--target", small_target, "--out", out, "--set", "model.backbone=vlm")
+    alone = aa("run", *base, check=1)
+    assert alone.stderr.strip().splitlines()[-1] == (
+        "error: model.backbone=vlm trains a vision-language model's image tower; add --vlm clip --set vlm.model=..."
+    )
+    cdtrans = aa("run", *base, "--vlm", "clip", "--set", f"vlm.model={clip_model}", "--uda", "cdtrans", check=1)
+    assert cdtrans.stderr.strip().splitlines()[-1].startswith("error: uda 'cdtrans' needs a timm VisionTransformer backbone")

@@ -97,8 +97,10 @@ class Plain(T.Compose):
 
 
 class InputFormat:
-    def __init__(self, data: DataConfig, model: ModelConfig | None = None):
-        self.mean, self.std = normalisation(model, data.channels)
+    """``stats``: the mean and standard deviation to normalise with, where the backbone is not timm's (a VLM's tower)."""
+
+    def __init__(self, data: DataConfig, model: ModelConfig | None = None, stats: tuple[tuple, tuple] | None = None):
+        self.mean, self.std = stats or normalisation(model, data.channels)
         self.size = data.image_size
         self.channels = data.channels
         self.flip = data.flip

@@ -22,15 +22,20 @@ DEFAULT_BACKBONE = "aa_small_cnn"  # for a config that names none and an algorit
 
 
 class ImageClassifier(nn.Module):
-    def __init__(self, backbone: nn.Module, num_classes: int, bottleneck_dim: int = 256):
+    """``bottleneck_dim=None``: no bottleneck, :math:`f = g(x)` (a VLM's tower, whose head is its zero-shot classifier)."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int, bottleneck_dim: int | None = 256):
         super().__init__()
         self.backbone = backbone
-        self.bottleneck = nn.Sequential(
-            nn.Linear(backbone.num_features, bottleneck_dim), nn.BatchNorm1d(bottleneck_dim), nn.ReLU()
-        )
-        self.head = nn.Linear(bottleneck_dim, num_classes)
+        width = backbone.num_features
+        if bottleneck_dim is None:
+            self.bottleneck = nn.Identity()
+        else:
+            self.bottleneck = nn.Sequential(nn.Linear(width, bottleneck_dim), nn.BatchNorm1d(bottleneck_dim), nn.ReLU())
+            width = bottleneck_dim
+        self.head = nn.Linear(width, num_classes)
         self.num_classes = num_classes
-        self.features_dim = bottleneck_dim
+        self.features_dim = width
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The bottleneck features ``f``."""

@@ -1,6 +1,7 @@
 """Stage 3, intra-domain transfer: split the target by confidence, then SSL on the target alone.
 
-The adapted model predicts every target image (plain, and ``refine.views`` weak views); the
+The adapted model predicts every target image (plain, and ``refine.views`` weak views), or the
+VLM's zero-shot row does, or both (``refine.teacher``: ``teacher_probabilities``); the
 confident part per class becomes labelled by its pseudo-labels (``split.csv``; label-free
 statistics in ``split.json``), the rest unlabelled, the synthetic source is dropped, and the SSL
 algorithm refines the classifier -> ``refine.safetensors``.
@@ -27,6 +28,7 @@ from aa_core.trained import trained_model
 from aa_core.training.loop import skip, train_part
 from aa_core.training.predict import predict_probabilities
 from aa_core.training.weights import save_weights
+from aa_core.zero_shot import zero_shot_probabilities
 
 logger = logging.getLogger("aa")
 
@@ -40,17 +42,35 @@ def ssl_batches(labelled, unlabelled):
         yield SSLBatch(x_l=tuple(l_batch[:-1]), y_l=l_batch[-1], x_u=x_u)
 
 
-def split_target(ctx: StageContext, predictor, images) -> tuple[Split, dict]:
-    """The confident split, and its label-free statistics (how far to trust it)."""
+def teacher_probabilities(ctx: StageContext, predictor, images) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The class probabilities the split ranks, of the plain view and of ``refine.views`` weak views.
+
+    ``adapted``: the adapted model's, :math:`p^{(v)}`. ``vlm``: the zero-shot row's :math:`q`, its
+    one view (it sees the image through its own processor, not the run's augmentations).
+    ``ensemble``: their mean, :math:`\\tfrac12 (p^{(v)} + q)` for each view :math:`v`.
+    """
     r, fmt, accelerator, workers = ctx.config.refine, ctx.input_format, ctx.accelerator, ctx.config.data.num_workers
+    if r.teacher == "vlm":
+        return zero_shot_probabilities(ctx), []
     plain = predict_probabilities(predictor, Views(images, [fmt.plain()]), accelerator, num_workers=workers)
     views = [predict_probabilities(predictor, Views(images, [fmt.weak()]), accelerator, num_workers=workers) for _ in range(r.views)]
+    if r.teacher == "ensemble":
+        q = zero_shot_probabilities(ctx)
+        plain, views = (plain + q) / 2, [(view + q) / 2 for view in views]
+    return plain, views
+
+
+def split_target(ctx: StageContext, predictor, images) -> tuple[Split, dict]:
+    """The confident split, and its label-free statistics (how far to trust it)."""
+    r = ctx.config.refine
+    plain, views = teacher_probabilities(ctx, predictor, images)
     split = ConfidentSplit(r.strategy, r.confident_fraction, r.threshold, r.top_k, r.min_per_class)(plain, views, ctx.config.seed)
     agree = torch.ones(len(plain), dtype=torch.bool)
     for view in views:
         agree &= view.argmax(dim=1) == split.predicted
     counts = torch.bincount(split.pseudo_labels, minlength=len(ctx.categories)).tolist()
     stats = {
+        "teacher": r.teacher,
         "strategy": r.strategy,
         "selected": len(split.confident),
         "selected_per_class": dict(zip(ctx.categories, counts)),

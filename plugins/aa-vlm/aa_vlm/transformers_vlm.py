@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+import torch
 from pydantic import Field
 
 from aa_core.api import AAError, Options, VisionLanguageModel, VLMContext, auto_dtype, file_digest
@@ -91,6 +92,34 @@ class TransformersVLM(VisionLanguageModel):
 
     def close(self) -> None:
         self.model = None
+
+    @classmethod
+    def image_format(cls, options: TransformersVLMOptions):
+        from transformers import AutoImageProcessor
+
+        processor = AutoImageProcessor.from_pretrained(options.model)
+        crop = getattr(processor, "crop_size", None) or {}
+        size = getattr(processor, "size", None) or {}
+        side = crop.get("height") or size.get("height") or size.get("shortest_edge")
+        return int(side), tuple(processor.image_mean), tuple(processor.image_std)
+
+    def image_tower(self):
+        return ImageTower(self.model)
+
+
+class ImageTower(torch.nn.Module):
+    """Pixels -> the model's projected image embedding; the text tower dropped (it is not trained)."""
+
+    def __init__(self, model):
+        super().__init__()
+        for name in ("text_model", "text_projection"):
+            if getattr(model, name, None) is not None:
+                setattr(model, name, None)
+        self.model = model
+
+    def forward(self, pixels):
+        out = self.model.get_image_features(pixel_values=pixels)
+        return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
 def load(options: TransformersVLMOptions, dtype):
