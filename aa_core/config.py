@@ -107,6 +107,7 @@ class ModelConfig(Section):
     backbone: str | None = None  # any timm model name; none: the UDA algorithm's default_backbone, else aa_small_cnn
     pretrained: bool | str = False  # true: timm's weights from the hub; a path: a local checkpoint
     bottleneck_dim: int = Field(256, ge=1)
+    init: str | None = None  # the user's own classifier (a transformers image classifier: folder or hub id) to start from
 
 
 class TrainConfig(Section):

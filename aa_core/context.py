@@ -71,7 +71,7 @@ class StageContext:
             num_classes=len(self.categories),
             total_steps=steps,
             batch_size=c.train.batch_size,
-            pretrained_backbone=bool(c.model.pretrained) or c.model.backbone == VLM_BACKBONE,  # the tower learns slower
+            pretrained_backbone=bool(c.model.pretrained) or self.network_format() is not None,  # a trained network learns slower
             seed=c.seed,
         )
 
@@ -81,6 +81,10 @@ class StageContext:
         from aa_core.models.classifier import build_classifier
 
         c = self.config
+        if c.model.init is not None:
+            from aa_core.models.user_classifier import user_classifier
+
+            return user_classifier(c.model.init, self.categories)
         if c.model.backbone == VLM_BACKBONE:
             from aa_core.models.vlm_classifier import vlm_classifier
 
@@ -92,11 +96,23 @@ class StageContext:
         """How every image of the run is read: channels, size, normalisation, and the views built on them."""
         from aa_core.data.input_format import InputFormat
 
-        if self.config.model.backbone != VLM_BACKBONE:
+        own = self.network_format()
+        if own is None:
             return InputFormat(self.config.data, self.config.model)
-        cls, options = self.implementation("vlm")
-        _size, mean, std = cls.image_format(options)  # the size is data.image_size already (``needs.fill_defaults``)
+        _size, mean, std = own  # the size is data.image_size already (``needs.fill_defaults``)
         return InputFormat(self.config.data, self.config.model, (mean, std))
+
+    def network_format(self) -> tuple[int, tuple, tuple] | None:
+        """The input of a network that comes trained with its own processor (``model.init``, a VLM's
+        tower): its side, mean and standard deviation; ``None`` for a timm backbone."""
+        if self.config.model.init is not None:
+            from aa_core.models.user_classifier import image_format
+
+            return image_format(self.config.model.init)
+        if self.config.model.backbone == VLM_BACKBONE:
+            cls, options = self.implementation("vlm")
+            return cls.image_format(options)
+        return None
 
     def prepared(self, paths: list[str]):
         """The images of ``paths`` in the input format: held in memory when they fit ``data.cache_mb``,

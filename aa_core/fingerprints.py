@@ -148,6 +148,10 @@ def part_inputs(ctx: StageContext, part: str) -> dict:
         if isinstance(c.model.pretrained, str):  # a local checkpoint: its contents, not only its name
             checkpoint = Path(c.model.pretrained)
             out["checkpoint"] = fingerprint([checkpoint.stat().st_size, checkpoint.stat().st_mtime_ns]) if checkpoint.is_file() else ""
+        if c.model.init is not None:  # the user's classifier: its files' contents where it is a folder
+            from aa_core.models.user_classifier import checkpoint_digest
+
+            out["init"] = checkpoint_digest(c.model.init)
         if c.model.backbone == "vlm":  # the tower and the zero-shot head it starts from (the texts; not the target)
             out["vlm"] = {k: v for k, v in part_inputs(ctx, "zero_shot").items() if k != "target"}
         # the core builds and trains this network (its own backbones' shapes, the source-only loop): a

@@ -18,15 +18,28 @@ DEFAULT_SOURCE_ONLY_STEPS = 500  # where neither the config nor the UDA algorith
 def fill_defaults(ctx: StageContext) -> None:
     """Set what the config leaves to the UDA algorithm (in place, on ``ctx.config``)."""
     needs = ctx.implementation("uda")[0].needs if ctx.active("uda") else None
-    if ctx.config.model.backbone is None:
+    if ctx.config.model.init is not None:
+        check_init(ctx)
+    elif ctx.config.model.backbone is None:
         ctx.config.model.backbone = (needs and needs.default_backbone) or DEFAULT_BACKBONE
     if ctx.config.source_only.steps is None:
         ctx.config.source_only.steps = (needs and needs.source_only_steps) or DEFAULT_SOURCE_ONLY_STEPS
-    if ctx.config.model.backbone == VLM_BACKBONE:  # the tower's own input: its size, in colour
-        if not ctx.active("vlm"):
-            raise AAError("model.backbone=vlm trains a vision-language model's image tower; add --vlm clip --set vlm.model=...")
-        cls, options = ctx.implementation("vlm")
-        ctx.config.data.image_size, ctx.config.data.channels = cls.image_format(options)[0], 3
+    if ctx.config.model.backbone == VLM_BACKBONE and not ctx.active("vlm"):
+        raise AAError("model.backbone=vlm trains a vision-language model's image tower; add --vlm clip --set vlm.model=...")
+    own = ctx.network_format()
+    if own is not None:  # a trained network's own input: its size, in colour
+        ctx.config.data.image_size, ctx.config.data.channels = own[0], 3
+
+
+def check_init(ctx: StageContext) -> None:
+    """The user's classifier names every category (its config alone: no weights loaded), and no backbone is named beside it."""
+    from aa_core.models.user_classifier import label_rows, labels_of
+
+    init = ctx.config.model.init
+    if ctx.config.model.backbone is not None:
+        raise AAError(f"model.init={init} is the network, and model.backbone={ctx.config.model.backbone} names another; "
+                      "leave model.backbone unset")  # fmt: skip
+    label_rows(labels_of(init), ctx.categories, init)
 
 
 def check_backbone(backbone, needs, who: str) -> None:
@@ -45,7 +58,8 @@ def check_backbones(ctx: StageContext, backbone) -> None:
     for kind in ("uda", "ssl"):
         for name, (cls, _options) in ctx.implementations(kind).items():
             if backbone is None and cls.needs.backbone:
-                raise AAError(f"{kind} '{name}' needs a timm {cls.needs.backbone} backbone, and model.backbone=vlm is a "
-                              "vision-language model's tower; use another algorithm, or a timm backbone")  # fmt: skip
+                network = f"model.init={ctx.config.model.init}" if ctx.config.model.init else "model.backbone=vlm (a VLM's tower)"
+                raise AAError(f"{kind} '{name}' needs a timm {cls.needs.backbone} backbone, and {network} is none; "
+                              "use another algorithm, or a timm backbone")  # fmt: skip
             if backbone is not None:
                 check_backbone(backbone, cls.needs, f"{kind} '{name}'")

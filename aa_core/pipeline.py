@@ -114,7 +114,7 @@ def preflight(ctx: StageContext) -> None:
         ctx.source  # noqa: B018  (scans a real source folder once: a bad one fails here)
     from aa_core.models.classifier import built_on_meta
 
-    if config.model.backbone == VLM_BACKBONE:  # the tower loads with the zero-shot row, at the adapt stage's start
+    if config.model.backbone == VLM_BACKBONE or config.model.init is not None:  # no timm backbone: loaded when trained
         check_backbones(ctx, None)
         return
     backbone = built_on_meta(ctx.new_classifier).backbone  # the architecture (and pretrained weights' availability)
