@@ -164,8 +164,8 @@ class RefineConfig(Section):
     # whose class probabilities the split ranks: the adapted model's, the VLM's zero-shot row's, or their mean
     teacher: Literal["adapted", "vlm", "ensemble"] = "adapted"
     # the run's result: auto keeps the refined model only where label-free evidence says it is no
-    # worse than the adapted one (aa_core.final_model); refine or adapt forces the choice
-    keep: Literal["auto", "refine", "adapt"] = "auto"
+    # worse than the adapted one (aa_core.final_model); refine, adapt or zero_shot (with a VLM) forces the choice
+    keep: Literal["auto", "refine", "adapt", "zero_shot"] = "auto"
 
 
 class TrackConfig(Section):

@@ -117,14 +117,23 @@ class Run:
         from aa_core.trained import trained_model
 
         stage = stage or self.final_stage
-        if not self.folder.weights(stage).is_file():
+        saved = self.folder.zero_shot_head if stage == "zero_shot" else self.folder.weights(stage)
+        if not saved.is_file():
             raise AAError(f"{self.folder.root} has no trained model yet ({stage}.safetensors); "
                           f"finish it with `aa run --out {self.folder.root}`")  # fmt: skip
         return trained_model(self.ctx, stage).eval()
 
-    def input_format(self):
-        """How the run reads an image (``aa_core.data.input_format.InputFormat``: size, channels, normalisation)."""
-        return self.ctx.input_format
+    def input_format(self, stage: str | None = None):
+        """How ``stage``'s model (default: the final one) reads an image (``aa_core.data.input_format.InputFormat``:
+        size, channels, normalisation): the run's, or for the zero-shot row the VLM's own."""
+        from aa_core.context import VLM_BACKBONE
+        from aa_core.data.input_format import InputFormat
+
+        if (stage or self.final_stage) != "zero_shot" or self.config.model.backbone == VLM_BACKBONE:
+            return self.ctx.input_format
+        cls, options = self.ctx.implementation("vlm")
+        side, mean, std = cls.image_format(options)
+        return InputFormat(self.config.data.model_copy(update={"image_size": side, "channels": 3}), self.config.model, (mean, std))
 
 
 def execute(config: Config, root: str | Path, only: list[str] | None = None, until: str | None = None, adopt: bool = False) -> dict:

@@ -16,7 +16,7 @@ import json
 import torch
 
 from aa_core.context import StageContext
-from aa_core.run_folder import TRAINED
+from aa_core.run_folder import MODELS, TRAINED
 from aa_core.training.weights import load_weights
 
 
@@ -30,7 +30,7 @@ def final_stage(ctx: StageContext) -> str:
     (``aa_core.final_model``), else, before the evaluation has run, the last one trained."""
     if ctx.folder.metrics.is_file():
         chosen = json.loads(ctx.folder.metrics.read_text()).get("final", {}).get("model")
-        if chosen in TRAINED:
+        if chosen in MODELS:
             return chosen
     return last_trained(ctx)
 
@@ -46,7 +46,12 @@ def network(ctx: StageContext, stage: str) -> torch.nn.Module:
 
 
 def trained_model(ctx: StageContext, stage: str) -> torch.nn.Module:
-    """``stage``'s network with the weights it saved (``<stage>.safetensors``)."""
+    """``stage``'s network with the weights it saved (``<stage>.safetensors``); ``zero_shot``: the
+    VLM's tower with the zero-shot classifier as its head (``zero_shot_head.safetensors``)."""
+    if stage == "zero_shot":
+        from aa_core.models.vlm_classifier import vlm_classifier
+
+        return vlm_classifier(ctx.folder.zero_shot_head, *ctx.implementation("vlm"), len(ctx.categories))
     with torch.random.fork_rng(devices=[]):
         net = network(ctx, stage)
     return load_weights(net, ctx.folder.weights(stage))

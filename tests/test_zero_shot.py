@@ -4,6 +4,7 @@ the category names, in every run's table, from tiny CLIP and SigLIP models built
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -227,3 +228,32 @@ def test_the_vlm_backbone_needs_a_vlm_and_an_algorithm_that_takes_it(tmp_path, t
     )
     cdtrans = aa("run", *base, "--vlm", "clip", "--set", f"vlm.model={clip_model}", "--uda", "cdtrans", check=1)
     assert cdtrans.stderr.strip().splitlines()[-1].startswith("error: uda 'cdtrans' needs a timm VisionTransformer backbone")
+
+
+def test_refine_keep_zero_shot_makes_the_row_the_final_model_that_predict_uses(tmp_path, tiny_config, small_target, clip_model):
+    """refine.keep=zero_shot: predictions.csv is the zero-shot row's; `aa predict` predicts with the
+    VLM (its own input format) as the run did; `aa export` says in one line that it cannot."""
+    import csv
+
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    args = ("--config", tiny_config, "--target", small_target, "--out", out, "--vlm", "clip", "--set", f"vlm.model={clip_model}")
+    aa("run", *args, "--set", "refine.keep=zero_shot", check=0)
+    assert read_json(out / "metrics.json")["final"] == {"model": "zero_shot", "reason": "refine.keep is zero_shot"}
+    q = load_file(out / "zero_shot.safetensors")["logits"].softmax(dim=1)
+    with open(out / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["predicted"] for row in rows] == [str(k) for k in q.argmax(dim=1).tolist()]
+    aa("predict", out, small_target, "--out", tmp_path / "again.csv", check=0)
+    with open(tmp_path / "again.csv", newline="") as f:
+        again = {Path(row["image"]).relative_to(small_target).as_posix(): row for row in csv.DictReader(f)}
+    # the run's resize (area/bilinear) is not the processor's (bicubic): confidences agree to a little
+    agree = sum(again[row["image"]]["predicted"] == row["predicted"] for row in rows)
+    assert agree >= 0.9 * len(rows)
+    assert max(abs(float(again[row["image"]]["confidence"]) - float(row["confidence"])) for row in rows) < 0.02
+    export = aa("export", out, tmp_path / "exported", check=1)
+    assert export.stderr.strip().splitlines()[-1].startswith("error: aa export writes timm networks, and the final model of")
+    missing = aa("run", "--config", tiny_config, "--target", small_target, "--out", tmp_path / "no-vlm",
+                 "--set", "refine.keep=zero_shot", check=1)  # fmt: skip
+    assert "refine.keep=zero_shot keeps a vision-language model's zero-shot row" in missing.stderr

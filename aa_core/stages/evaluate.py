@@ -75,7 +75,9 @@ def run(ctx: StageContext) -> None:
     if not ctx.is_main:
         return
     final, reason = "adapt", "the run does not refine"
-    if ctx.active("ssl"):
+    if ctx.config.refine.keep == "zero_shot":
+        final, reason = "zero_shot", "refine.keep is zero_shot"
+    elif ctx.active("ssl"):
         reliable = json.loads(ctx.folder.split_stats.read_text())["reliable"]
         final, reason = choose(ctx.config.refine.keep, reliable)
     confidence, predicted = predictions[final]

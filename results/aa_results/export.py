@@ -35,6 +35,11 @@ def export(run_dir: str | Path, out: str | Path) -> Path:
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise AAError(f"{out} is not empty; export into a new or empty folder")
+    c = run.config
+    if c.model.init is not None or c.model.backbone == "vlm" or run.final_stage == "zero_shot":
+        network = f"model.init={c.model.init}" if c.model.init else "a vision-language model's tower"
+        raise AAError(f"aa export writes timm networks, and the final model of {run.folder.root} is built on {network} "
+                      "(transformers); use `aa predict` with the run folder")  # fmt: skip
     model = run.model()
     config = export_config(run, model)
     check_rebuilt(model, config)
