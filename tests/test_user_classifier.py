@@ -3,6 +3,8 @@ run's start: its labels matched to the run's categories by name, its head's rows
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from conftest import aa, read_json
@@ -88,3 +90,33 @@ def test_a_category_the_checkpoint_lacks_or_a_second_network_is_one_line(tmp_pat
     nothing = aa("run", *base[:-1], f"model.init={tmp_path / 'nothing'}", check=1)
     assert nothing.stderr.strip().splitlines()[-1].startswith(f"error: cannot load model.init {tmp_path / 'nothing'}: ")
     assert "Traceback" not in missing.stderr + both.stderr + nothing.stderr
+
+
+def test_a_timm_checkpoint_with_its_label_names_starts_the_run_as_it_is(tmp_path, tiny_config, small_target):
+    """timm's save_for_hf folder: its labels (in another order than the run's) matched by name, its
+    pretrained config's size and normalisation; at step 0 the logits are timm's own columns."""
+    import timm
+    from tiny_models import tiny_timm_classifier
+
+    from aa_core.runs import Run
+
+    labels = [*reversed(DIGITS), "other"]
+    checkpoint = tiny_timm_classifier(tmp_path / "timm", labels)
+    out = tmp_path / "run"
+    aa("run", "--config", tiny_config, "--target", small_target, "--out", out, "--set", f"model.init={checkpoint}",
+       "--set", "source_only.steps=0", "--uda", "none", "--ssl", "none", check=0)  # fmt: skip
+    run = Run.open(out)
+    assert run.config.data.image_size == 32 and run.input_format().std == (0.25, 0.25, 0.25)
+    x = torch.randn(4, 3, 32, 32)
+    theirs = timm.create_model(f"local-dir:{checkpoint}", pretrained=True).eval()
+    with torch.no_grad():
+        expected = theirs(x)[:, [labels.index(d) for d in DIGITS]]
+        torch.testing.assert_close(run.model("source_only")(x), expected, atol=1e-5, rtol=1e-5)
+    unnamed = tmp_path / "unnamed"
+    unnamed.mkdir()
+    config = json.loads((checkpoint / "config.json").read_text())
+    config.pop("label_names", None)
+    config.get("pretrained_cfg", {}).pop("label_names", None)
+    (unnamed / "config.json").write_text(json.dumps(config))
+    proc = aa("run", "--config", tiny_config, "--target", small_target, "--out", tmp_path / "r2", "--set", f"model.init={unnamed}", check=1)
+    assert "is a timm checkpoint without label names" in proc.stderr.strip().splitlines()[-1]

@@ -188,3 +188,16 @@ def tiny_vit_classifier(path: Path, labels: list[str]) -> Path:
     ViTForImageClassification(config).save_pretrained(path)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
     return path
+
+
+def tiny_timm_classifier(path: Path, labels: list[str]) -> Path:
+    """A timm classifier (``test_resnet``, 32 px) saved as ``save_for_hf`` does, with its label names."""
+    import timm
+    from timm.models._hub import save_for_hf
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_resnet", num_classes=len(labels), pretrained=False)
+    model.pretrained_cfg = {**model.pretrained_cfg, "input_size": (3, 32, 32), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+    path.mkdir(parents=True, exist_ok=True)
+    save_for_hf(model, str(path), model_config={"label_names": labels}, safe_serialization=True)
+    return path

@@ -1,9 +1,10 @@
 """``model.init``: the user's own classifier as the run's start.
 
 A transformers image-classification checkpoint (``AutoModelForImageClassification``, a hub id or
-a folder, its labels in ``id2label``). Its classification layer :math:`(W, b)` is split off: the
-rest is the backbone :math:`g` (what the layer reads), and the head keeps only the rows of the
-run's categories, in the run's order:
+a folder, its labels in ``id2label``), or a timm one (a folder ``save_for_hf`` wrote, or a
+``timm/...`` hub id: ``config.json`` naming its ``architecture`` and its ``label_names``). Its
+classification layer :math:`(W, b)` is split off: the rest is the backbone :math:`g` (what the
+layer reads), and the head keeps only the rows of the run's categories, in the run's order:
 
 .. math:: \\mathrm{logits}_c(x) = W_{\\pi(c)}\\, g(x) + b_{\\pi(c)}
 
@@ -16,6 +17,7 @@ bottleneck: the algorithms adapt :math:`g` and the head from there.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -45,6 +47,27 @@ def label_rows(id2label: dict, categories: list[str], where: str) -> list[int]:
     return rows
 
 
+def timm_config(where: str) -> dict | None:
+    """The timm config of a timm checkpoint (a folder whose config.json names an ``architecture``,
+    or a ``timm/`` hub id); ``None`` for a transformers one."""
+    folder = Path(where).expanduser()
+    if folder.is_dir():
+        try:
+            config = json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return config if isinstance(config, dict) and "architecture" in config else None
+    if where.startswith(("timm/", "hf-hub:")):
+        from timm.models._hub import load_model_config_from_hf
+
+        return load_model_config_from_hf(where.removeprefix("hf-hub:"))[0]
+    return None
+
+
+def timm_name(where: str) -> str:
+    return f"local-dir:{Path(where).expanduser()}" if Path(where).expanduser().is_dir() else f"hf-hub:{where.removeprefix('hf-hub:')}"
+
+
 def load_checkpoint(where: str):
     """The transformers classifier at ``where``; one line for what cannot be loaded or is no image classifier."""
     from transformers import AutoModelForImageClassification
@@ -62,9 +85,16 @@ def load_checkpoint(where: str):
 
 
 def labels_of(where: str) -> dict:
-    """The checkpoint's ``id2label``, from its config alone (no weights)."""
+    """The checkpoint's labels by index, from its config alone (no weights)."""
     from transformers import AutoConfig
 
+    timm = timm_config(where)
+    if timm is not None:
+        names = timm.get("label_names") or timm.get("pretrained_cfg", {}).get("label_names")
+        if not names:
+            raise AAError(f"model.init {where} is a timm checkpoint without label names; "
+                          "save it with label_names in its config (timm's save_for_hf(model_config={'label_names': [...]}))")  # fmt: skip
+        return dict(enumerate(names))
     try:
         return AutoConfig.from_pretrained(where).id2label
     except (OSError, ValueError) as exc:
@@ -75,6 +105,11 @@ def labels_of(where: str) -> dict:
 def image_format(where: str) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
     """The checkpoint's input: its square side, and the RGB mean and standard deviation of its processor."""
     from transformers import AutoImageProcessor
+
+    timm = timm_config(where)
+    if timm is not None:
+        cfg = timm.get("pretrained_cfg", {})
+        return int(cfg.get("input_size", (3, 224, 224))[-1]), tuple(cfg.get("mean", (0.5,) * 3)), tuple(cfg.get("std", (0.5,) * 3))
 
     processor = AutoImageProcessor.from_pretrained(where)
     crop, size = getattr(processor, "crop_size", None) or {}, getattr(processor, "size", None) or {}
@@ -108,8 +143,44 @@ class Features(nn.Module):
         return self.model(pixel_values=x).logits
 
 
+class TimmFeatures(nn.Module):
+    """A timm classifier with its classification layer reset: pixels -> pooled features."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.num_features = model.num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def timm_classifier(where: str, categories: list[str]) -> ImageClassifier:
+    import timm
+
+    rows = label_rows(labels_of(where), categories, where)
+    try:
+        model = timm.create_model(timm_name(where), pretrained=True)
+    except Exception as exc:  # timm raises what its loaders raise
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        raise AAError(f"cannot load model.init {where} with timm ({type(exc).__name__}: {reason}); give a folder timm's "
+                      "save_for_hf wrote (safetensors) or a timm/ hub id this machine can download") from None  # fmt: skip
+    layer = model.get_classifier()
+    if not isinstance(layer, nn.Linear):
+        raise AAError(f"model.init {where}'s classifier is a {type(layer).__name__}, not one linear layer aa can split off")
+    weight, bias = layer.weight.detach().clone(), layer.bias.detach().clone() if layer.bias is not None else None
+    model.reset_classifier(0)
+    classifier = ImageClassifier(TimmFeatures(model), len(categories), bottleneck_dim=None)
+    with torch.no_grad():
+        classifier.head.weight.copy_(weight[rows])
+        classifier.head.bias.copy_(bias[rows] if bias is not None else torch.zeros(len(rows)))
+    return classifier
+
+
 def user_classifier(where: str, categories: list[str]) -> ImageClassifier:
     """The checkpoint as the run's classifier: its features, and its head's rows of the run's categories."""
+    if timm_config(where) is not None:
+        return timm_classifier(where, categories)
     model = load_checkpoint(where)
     rows = label_rows(model.config.id2label, categories, where)
     parent, name, layer = last_linear(model)
