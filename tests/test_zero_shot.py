@@ -96,6 +96,14 @@ def test_a_run_with_a_vlm_reports_the_zero_shot_row_and_a_rerun_reads_it_back(tm
     assert all(len(v) == 3 for v in by_category.values())
     torch.testing.assert_close(head["weights"], text_weights(vlm_of(clip_model), by_category, batch_size=64))
     assert read_json(out / "stages.json")["zero_shot"]["fingerprint"]
+    # aa compare and aa report show the row
+    import csv
+
+    aa("compare", out, "--out", tmp_path, check=0)
+    (row,) = csv.DictReader(open(tmp_path / "compare.csv"))
+    assert row["zero_shot"] == f"{metrics['target_accuracy']['zero_shot']:.4f} ± 0.0000" and "dev zero_shot" in row
+    aa("report", out, check=0)
+    assert f"<tr><td>zero_shot</td><td>{metrics['target_accuracy']['zero_shot']}</td>" in (out / "report.html").read_text()
 
     stamp = (out / "zero_shot.safetensors").stat().st_mtime_ns
     again = aa("run", *args, "--ssl", "mixmatch", check=0)
