@@ -34,7 +34,12 @@ def writer_lock(root: Path, take: bool = True) -> Iterator[None]:
         yield
         return
     path = Path(root) / NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)  # never through a planted link
+    except OSError as exc:
+        if os.path.islink(path):
+            raise AAError(f"{path} is a link, where aa keeps its own lock file; delete the link (aa follows none there)") from None
+        raise AAError(f"cannot open the lock file {path}: {exc.strerror}; pass a folder you can write") from None
     try:
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

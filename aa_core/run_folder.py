@@ -107,7 +107,8 @@ def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that a reader sees the old or the new file, never a part,
     even after a crash of the machine: the bytes reach the disk before the rename publishes them."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)  # never through a planted link
+    with open(fd, "w", newline="") as f:  # the text as given (CSV's \r\n too)
         f.write(text)
         f.flush()
         os.fsync(f.fileno())

@@ -16,6 +16,7 @@ of the core, so the core can change inside without its tools noticing::
     IMPLEMENTATION_SECTIONS, core_keys(section)
                                 the sections naming an implementation; their keys that are not its options
     load_config, parse_set, RunFolder, OUTPUTS, write_atomic, is_image, AAError
+    write_csv, read_csv         CSV files safe in a spreadsheet (formula cells quoted), written whole
     MODELS                      what a run reports, in order: zero_shot (with a VLM), source_only, adapt, refine
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aa_core.config import IMPLEMENTATION_SECTIONS, Config, load_config, parse_set
+from aa_core.csv_cells import read_csv, write_csv
 from aa_core.data.image_folder import is_image
 from aa_core.errors import AAError
 from aa_core.lock import writer_lock
@@ -31,7 +33,7 @@ from aa_core.run_folder import MODELS, OUTPUTS, RunFolder, write_atomic
 
 __all__ = [
     "AAError", "IMPLEMENTATION_SECTIONS", "MODELS", "OUTPUTS", "Run", "RunFolder", "core_keys", "execute", "is_image", "load_config",
-    "own_backbone_source", "parse_set", "recorded_config", "write_atomic", "writer_lock",
+    "own_backbone_source", "parse_set", "read_csv", "recorded_config", "write_atomic", "write_csv", "writer_lock",
 ]  # fmt: skip
 
 OWN_BACKBONES = {"aa_small_cnn": "aa_core.models.small_cnn", "aa_vit_tiny": "aa_core.models.tiny_vit"}

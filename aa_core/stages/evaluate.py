@@ -12,12 +12,12 @@ training, and nothing reads them back.
 
 from __future__ import annotations
 
-import csv
 import json
 
 import torch
 
 from aa_core.context import StageContext
+from aa_core.csv_cells import read_csv, write_csv
 from aa_core.data.views import Views
 from aa_core.final_model import choose, label_free
 from aa_core.run_folder import MODELS, TRAINED, strict_json, write_atomic
@@ -37,8 +37,7 @@ def split_report(ctx: StageContext) -> dict:
     target = ctx.target
     if target.labels is None:
         return report
-    with open(ctx.folder.split, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv(ctx.folder.split)
     confident = [i for i, row in enumerate(rows) if row["confident"] == "1"]
     pseudo = torch.tensor([ctx.categories.index(row["pseudo_label"]) for row in rows])
     for key, part in (("pseudo_label_accuracy", set(target.test)), ("dev_pseudo_label_accuracy", target.dev)):
@@ -81,11 +80,8 @@ def run(ctx: StageContext) -> None:
         reliable = json.loads(ctx.folder.split_stats.read_text())["reliable"]
         final, reason = choose(ctx.config.refine.keep, reliable)
     confidence, predicted = predictions[final]
-    with open(ctx.folder.predictions, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["image", "predicted", "confidence"])
-        for name, k, p in zip(target.names, predicted.tolist(), confidence.tolist()):
-            writer.writerow([name, ctx.categories[k], f"{p:.4f}"])
+    rows = ([name, ctx.categories[k], f"{p:.4f}"] for name, k, p in zip(target.names, predicted.tolist(), confidence.tolist()))
+    write_csv(ctx.folder.predictions, ["image", "predicted", "confidence"], rows)
     metrics = {"target_images": len(target.paths), "labelled_target": target.labels is not None}
     metrics["final"] = {"model": final, "reason": reason}
     metrics["label_free"] = criteria

@@ -9,7 +9,6 @@ algorithm refines the classifier -> ``refine.safetensors``.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 
@@ -19,6 +18,7 @@ from torch.utils.data import Subset
 from aa_core.confident_split import ConfidentSplit, Split
 from aa_core.context import StageContext
 from aa_core.contracts import SSLBatch
+from aa_core.csv_cells import write_csv
 from aa_core.data.loaders import Loaders
 from aa_core.data.views import Views
 from aa_core.errors import AAError
@@ -127,8 +127,5 @@ def run(ctx: StageContext) -> None:
 def write_split(ctx: StageContext, names: list[str], split: Split) -> None:
     """``split.csv``: each image's predicted class (its pseudo-label where confident) and score."""
     confident = set(split.confident.tolist())
-    with open(ctx.folder.split, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["image", "pseudo_label", "score", "confident"])
-        for i, name in enumerate(names):
-            writer.writerow([name, ctx.categories[split.predicted[i]], f"{split.score[i]:.4f}", int(i in confident)])
+    rows = ([name, ctx.categories[split.predicted[i]], f"{split.score[i]:.4f}", int(i in confident)] for i, name in enumerate(names))
+    write_csv(ctx.folder.split, ["image", "pseudo_label", "score", "confident"], rows)

@@ -110,7 +110,7 @@ def register(app: typer.Typer, user_errors) -> None:
     ):
         """Predict the category of images with a run's final model and preprocessing."""
         from aa_core.runs import Run
-        from aa_results.predict import Predictor, image_paths, write_csv
+        from aa_results.predict import Predictor, image_paths, write_predictions
 
         with user_errors():
             predictions = Predictor(Run.open(run_dir)).predict(image_paths(images))
@@ -118,7 +118,7 @@ def register(app: typer.Typer, user_errors) -> None:
             for p in predictions:
                 typer.echo(f"{p.path}\t{p.category}\t{p.confidence:.4f}")
             return
-        write_csv(predictions, out)
+        write_predictions(predictions, out)
         typer.echo(f"{len(predictions)} predictions written to {out}")
 
     @app.command()

@@ -14,7 +14,6 @@ label-free criterion (``label_free``).
 
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from aa_core.runs import MODELS, AAError, write_atomic
+from aa_core.runs import MODELS, AAError, write_atomic, write_csv
 
 NOT_SETTINGS = {"seed", "plugins", "environment"}  # differ between seeds or are records, not choices
 
@@ -145,9 +144,6 @@ def write(rows: list[dict], out: Path, *more: list[dict]) -> tuple[Path, Path]:
     """``compare.csv`` (``rows``) and ``compare.md`` (``rows`` and the tables ``more``) in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "compare.csv", out / "compare.md"
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(csv_path, list(rows[0]), ([row[c] for c in rows[0]] for row in rows))
     write_atomic(md_path, markdown(rows, *more))
     return csv_path, md_path

@@ -12,14 +12,13 @@ never runs as a formula.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from aa_core.runs import AAError, Run, is_image
+from aa_core.runs import AAError, Run, is_image, write_csv
 
 
 def image_paths(inputs: list[str | Path]) -> list[Path]:
@@ -35,14 +34,6 @@ def image_paths(inputs: list[str | Path]) -> list[Path]:
     if not out:
         raise AAError(f"no images in {', '.join(map(str, inputs))}; name image files or folders of images")
     return out
-
-
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet reads a cell starting so as a formula
-
-
-def csv_text(text: str) -> str:
-    """``text`` as a spreadsheet shows it: with a leading ``'`` where it would start a formula."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 @dataclass
@@ -82,9 +73,6 @@ class Predictor:
         return out
 
 
-def write_csv(predictions: list[Prediction], out: str | Path) -> None:
-    """One row per image: its path and category as text (``csv_text``), its confidence to 4 places."""
-    with open(out, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["image", "predicted", "confidence"])
-        writer.writerows([csv_text(str(p.path)), csv_text(p.category), f"{p.confidence:.4f}"] for p in predictions)
+def write_predictions(predictions: list[Prediction], out: str | Path) -> None:
+    """One row per image: its path and category as text (``aa_core.runs.write_csv``), its confidence to 4 places."""
+    write_csv(Path(out), ["image", "predicted", "confidence"], ([str(p.path), p.category, f"{p.confidence:.4f}"] for p in predictions))

@@ -18,7 +18,6 @@ page says how many were left out. A file the report reads by its fixed name (``m
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import json
@@ -27,7 +26,7 @@ from pathlib import Path
 import yaml
 from PIL import Image
 
-from aa_core.runs import MODELS, AAError, Run, RunFolder
+from aa_core.runs import MODELS, AAError, Run, RunFolder, read_csv, write_atomic
 
 PER_CATEGORY = 8  # synthetic images shown per category
 TARGET_SAMPLE = 60  # target images shown
@@ -52,11 +51,8 @@ def figure_uri(figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def read_csv(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+def read_rows(path: Path) -> list[dict]:
+    return read_csv(path) if path.is_file() else []
 
 
 def tile(uri: str, caption: str, title: str = "", frame: str = "") -> str:
@@ -115,7 +111,7 @@ def synthetic_section(folder: RunFolder, categories: list[str]) -> str:
 
 
 def target_section(run: Run, predictions: list[dict]) -> str:
-    split = {row["image"]: row["confident"] == "1" for row in read_csv(run.folder.split)}
+    split = {row["image"]: row["confident"] == "1" for row in read_rows(run.folder.split)}
     read = set(run.target.names)  # what the run itself found in the target folder
     kept = [row for row in predictions if row["image"] in read and inside(run.target.root, row["image"])]
     skipped = len(predictions) - len(kept)
@@ -241,7 +237,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if not folder.metrics.is_file():
         raise AAError(f"{folder.root} has no metrics.json yet; finish it with `aa run --out {folder.root}`")
     metrics = json.loads(folder.metrics.read_text())
-    predictions = read_csv(folder.predictions)
+    predictions = read_rows(folder.predictions)
     recorded = yaml.safe_load(folder.config.read_text()) or {}
     plugin_rows = "".join(
         f"<tr><td>{kind}</td><td>{html.escape(str(name))}</td><td>{html.escape(str(p.get('distribution', '')))}</td>"
@@ -261,5 +257,5 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     head = f"<meta charset='utf-8'><title>report</title><style>{STYLE}</style><script>{CHECK}</script>"
     page = f"<!doctype html><html><head>{head}</head><body><h1>Adapt Anything run: {html.escape(str(folder.root))}</h1>{body}</body></html>"
     path = Path(out) if out else folder.root / "report.html"
-    path.write_text(page)
+    write_atomic(path, page)  # a link planted under its name is replaced, not written through
     return path
