@@ -67,7 +67,15 @@ def read_config(folder: RunFolder) -> dict:
     """The config a run folder was made with, less the derived record."""
     if not folder.config.exists():
         raise AAError(f"{folder.root} is not a run folder (no config.yaml); start one with `aa run --out {folder.root}`")
-    data = yaml.safe_load(folder.config.read_text()) or {}
+    try:
+        data = yaml.safe_load(folder.config.read_text()) or {}
+    except yaml.YAMLError as exc:  # edited by hand: a tag that would build an object, a broken line
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise AAError(f"{folder.config} is not a config aa can read ({type(exc).__name__}{line}: {getattr(exc, 'problem', None) or exc}); "
+                      "fix or remove that line, or start a new run folder") from None  # fmt: skip
+    if not isinstance(data, dict):
+        raise AAError(f"{folder.config} is not a mapping of settings; fix it, or start a new run folder")
     return {k: v for k, v in data.items() if k not in DERIVED_KEYS}
 
 

@@ -77,3 +77,49 @@ def test_planted_links_are_replaced_never_written_through(formula_run, tmp_path)
     for path in (run / "predictions.csv", run / "split.csv", run / "report.html", tmp_path / "table" / "compare.csv"):
         assert path.is_file() and not path.is_symlink(), path
     assert not list(run.glob(".*.tmp"))
+
+
+def test_the_report_escapes_every_value_it_shows_and_skips_what_an_edit_broke(formula_run, tmp_path):
+    import json
+
+    import yaml
+
+    out, _target, _config = formula_run
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["target_accuracy"]["adapt"] = "<script>alert(1)</script>"
+    metrics["seconds"] = {"<b>adapt</b>": "soon"}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    recorded = yaml.safe_load((run / "config.yaml").read_text())
+    recorded["plugins"]["<img src=x onerror=alert(2)>"] = {"name": "dann", "distribution": "aa-uda", "version": "1"}
+    (run / "config.yaml").write_text(yaml.safe_dump(recorded))
+    with open(run / "train_log.jsonl", "a") as f:
+        f.write('{"stage": "adapt", "step": \n')  # a torn line
+    rows = (run / "predictions.csv").read_text().splitlines()
+    (run / "predictions.csv").write_text("\n".join([rows[0], rows[1].rsplit(",", 1)[0] + ",not-a-number", *rows[2:]]) + "\n")
+    aa("report", run, check=0)
+    page = (run / "report.html").read_text()
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<img src=x onerror" not in page and "&lt;img src=x onerror=alert(2)&gt;" in page
+    assert "<b>adapt</b>" not in page and "&lt;b&gt;adapt&lt;/b&gt; soon s" in page
+
+
+def test_an_edited_metrics_or_config_file_is_one_line_in_every_tool(formula_run, tmp_path):
+    out, target, _config = formula_run
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    (run / "metrics.json").write_text('{"target_accuracy": ')
+    for args in (("report", run), ("compare", run, "--out", tmp_path)):
+        proc = aa(*args, check=1)
+        assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {run / 'metrics.json'} is not JSON ("), args
+    shutil.copy(out / "metrics.json", run / "metrics.json")
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text('seed: !!python/object/apply:os.system ["echo owned > ' + str(tmp_path / "owned") + '"]\n' + text)
+    for args in (("report", run), ("adapt", run), ("predict", run, target), ("export", run, tmp_path / "exported"),
+                 ("compare", run, "--out", tmp_path)):  # fmt: skip
+        proc = aa(*args, check=1)
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: {run / 'config.yaml'} is not a config aa can read (ConstructorError at line 1: "), (args, last)
+        assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "owned").exists()

@@ -19,8 +19,6 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from aa_core.runs import MODELS, AAError, write_atomic, write_csv
 
 NOT_SETTINGS = {"seed", "plugins", "environment"}  # differ between seeds or are records, not choices
@@ -42,11 +40,24 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
         for run in found:
             if run.resolve() not in seen and (run / "config.yaml").is_file():
                 seen.add(run.resolve())
-                config = yaml.safe_load((run / "config.yaml").read_text()) or {}
-                runs.append(Run(run, config, json.loads((run / "metrics.json").read_text())))
+                runs.append(read_run(run))
     if not runs:
         raise AAError(f"no finished run under {', '.join(map(str, paths))}; finish one with `aa run` or `aa sweep`")
     return runs
+
+
+def read_run(run: Path) -> Run:
+    """A finished run's config and metrics; one line for a file edited into something else."""
+    from aa_core.runs import recorded_config
+
+    config = recorded_config(run)  # a YAML tag, a broken line: one line naming the file
+    try:
+        metrics = json.loads((run / "metrics.json").read_text())
+    except ValueError as exc:
+        raise AAError(f"{run / 'metrics.json'} is not JSON ({exc}); run `aa evaluate {run}` to write it again, or leave it out") from None
+    if not isinstance(metrics, dict):
+        raise AAError(f"{run / 'metrics.json'} is not a JSON object; run `aa evaluate {run}` to write it again, or leave it out")
+    return Run(run, config, metrics)
 
 
 def flatten(config: dict, prefix: str = "") -> dict:

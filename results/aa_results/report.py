@@ -21,6 +21,7 @@ import base64
 import html
 import io
 import json
+import math
 from pathlib import Path
 
 import yaml
@@ -61,6 +62,32 @@ def tile(uri: str, caption: str, title: str = "", frame: str = "") -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")  # fmt: skip
 
 
+def json_rows(path: Path) -> tuple[list[dict], int]:
+    """The JSON objects of a JSON-lines file, and how many lines were not one (a hand edit, a torn last line)."""
+    rows, broken = [], 0
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            broken += 1
+    return rows, broken
+
+
+def number(text) -> float | None:
+    """A CSV cell as a finite number, or None (an edited file's text)."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
 def inside(root: Path, name: str) -> Path | None:
     """``root / name`` when it resolves (links followed) to a file inside ``root``; None for anything else."""
     path = (root / name).resolve()
@@ -88,11 +115,11 @@ def synthetic_section(folder: RunFolder, categories: list[str]) -> str:
     rows_path = folder.source / "metadata.jsonl"
     if not rows_path.is_file():
         return "<p>The source is a real image folder: nothing was synthesised.</p>"
-    rows = [json.loads(line) for line in rows_path.read_text().splitlines() if line.strip()]
-    parts, skipped = [], 0
+    rows, skipped = json_rows(rows_path)
+    parts = []
     for category in categories:
         tiles = []
-        for row in (r for r in rows if r["label"] == category):
+        for row in (r for r in rows if r.get("label") == category and isinstance(r.get("file_name"), str)):
             if len(tiles) == PER_CATEGORY:
                 break
             # anchored at the run folder, not at source/, which could itself be a link out of it
@@ -124,7 +151,8 @@ def target_section(run: Run, predictions: list[dict]) -> str:
             continue
         confident = split.get(row["image"])
         frame = "" if confident is None else ("#2e7d32" if confident else "#ef8f00")
-        caption = f"{row['predicted']} ({float(row['confidence']):.2f})"
+        confidence = number(row.get("confidence"))
+        caption = f"{row['predicted']}" + (f" ({confidence:.2f})" if confidence is not None else "")
         tiles.append(tile(data_uri(image.convert("RGB")), caption, row["image"], frame))
     legend = "<p>Green: confident, labelled by its pseudo-label for refinement; amber: unconfident.</p>" if split else ""
     return legend + f"<div class='grid'>{''.join(tiles)}</div>" + left_out(skipped, "predictions.csv", "the target folder")
@@ -139,9 +167,8 @@ def curves_section(folder: RunFolder) -> str:
     if not folder.log.is_file():
         return "<p>No training log.</p>"
     by_stage: dict[str, list[dict]] = {}
-    for line in folder.log.read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
+    for row in json_rows(folder.log)[0]:
+        if isinstance(row.get("stage"), str):
             by_stage.setdefault(row["stage"], []).append(row)
     plots = []
     for stage, rows in by_stage.items():
@@ -187,13 +214,27 @@ def confusion_section(run: Run, predictions: list[dict]) -> str:
     return caption + f'<img class="plot" src="{figure_uri(figure)}" alt="confusion matrix">'
 
 
+def shown(value, digits: int = 4) -> str:
+    """A value of a file the report reads, as text for the page: a number rounded, anything else
+    (an edited file's string) escaped."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{round(value, digits)}"
+    return html.escape(str(value))
+
+
+def section(metrics: dict, key: str) -> dict:
+    """``metrics[key]`` where it is a mapping (an edited file may hold anything there)."""
+    value = metrics.get(key, {})
+    return value if isinstance(value, dict) else {}
+
+
 def metrics_section(metrics: dict) -> str:
-    test, dev, seconds = metrics.get("target_accuracy", {}), metrics.get("dev_accuracy", {}), metrics.get("seconds", {})
+    test, dev, seconds = section(metrics, "target_accuracy"), section(metrics, "dev_accuracy"), section(metrics, "seconds")
     models = [m for m in MODELS if m in test]
-    rows = "".join(f"<tr><td>{m}</td><td>{test[m]}</td><td>{dev.get(m, '')}</td></tr>" for m in models)
+    rows = "".join(f"<tr><td>{m}</td><td>{shown(test[m])}</td><td>{shown(dev.get(m, ''))}</td></tr>" for m in models)
     table = f"<table><tr><th>model</th><th>test</th><th>dev</th></tr>{rows}</table>" if rows else "<p>The target has no labels.</p>"
-    times = ", ".join(f"{stage} {value:.1f} s" for stage, value in seconds.items())
-    return table + (f"<p>Stage times: {html.escape(times)}.</p>" if times else "")
+    times = ", ".join(f"{html.escape(str(stage))} {shown(value, 1)} s" for stage, value in seconds.items())
+    return table + (f"<p>Stage times: {times}.</p>" if times else "")
 
 
 def plugins_recorded(plugins: dict) -> list[tuple[str, str, dict]]:
@@ -236,11 +277,16 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
                           f"{folder.root}: put the file itself there")  # fmt: skip
     if not folder.metrics.is_file():
         raise AAError(f"{folder.root} has no metrics.json yet; finish it with `aa run --out {folder.root}`")
-    metrics = json.loads(folder.metrics.read_text())
+    try:
+        metrics = json.loads(folder.metrics.read_text())
+    except ValueError as exc:  # edited by hand
+        raise AAError(f"{folder.metrics} is not JSON ({exc}); run `aa evaluate {folder.root}` to write it again") from None
+    if not isinstance(metrics, dict):
+        raise AAError(f"{folder.metrics} is not a JSON object; run `aa evaluate {folder.root}` to write it again")
     predictions = read_rows(folder.predictions)
     recorded = yaml.safe_load(folder.config.read_text()) or {}
     plugin_rows = "".join(
-        f"<tr><td>{kind}</td><td>{html.escape(str(name))}</td><td>{html.escape(str(p.get('distribution', '')))}</td>"
+        f"<tr><td>{html.escape(str(kind))}</td><td>{html.escape(str(name))}</td><td>{html.escape(str(p.get('distribution', '')))}</td>"
         f"<td>{html.escape(str(p.get('version', '')))}</td></tr>"
         for kind, name, p in plugins_recorded(recorded.get("plugins", {}))
     )
