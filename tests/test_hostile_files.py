@@ -123,3 +123,61 @@ def test_an_edited_metrics_or_config_file_is_one_line_in_every_tool(formula_run,
         assert last.startswith(f"error: {run / 'config.yaml'} is not a config aa can read (ConstructorError at line 1: "), (args, last)
         assert "Traceback" not in proc.stderr
     assert not (tmp_path / "owned").exists()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A small valid PNG whose header is rewritten to claim ``width`` x ``height`` (CRC fixed)."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8), 255).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = data[12:29]  # type + 13 bytes of IHDR
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    return bytes(data)
+
+
+def test_images_that_would_fail_or_flood_later_are_left_out_at_the_scan(tmp_path, small_target):
+    """A truncated JPEG (PIL's verify passes it), a PNG claiming 13000x13000 pixels, a 3 GB .png:
+    listed in unreadable.txt before any work, never read whole; the run completes on the rest."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from aa_core.data.image_folder import content_key
+
+    target = tmp_path / "target"
+    shutil.copytree(small_target, target)
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buffer, format="JPEG")
+    whole = buffer.getvalue()
+    (target / "3" / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    with Image.open(target / "3" / "truncated.jpg") as image:
+        image.verify()  # what the scan relied on: it passes
+    (target / "4" / "huge.png").write_bytes(png_claiming(13000, 13000))
+    with open(target / "5" / "enormous.png", "wb") as f:
+        f.truncate(3 << 30)  # sparse: nothing on disk, 3 GB to a reader
+    (target / "6" / "fine.jpg").write_bytes(whole)
+    assert content_key(target / "6" / "fine.jpg") is not None
+    assert [content_key(target / n) for n in ("3/truncated.jpg", "4/huge.png", "5/enormous.png")] == [None, None, None]
+
+    out = tmp_path / "run"
+    proc = aa("run", "--config", tiny_config_in(tmp_path), "--target", target, "--out", out, "--ssl", "none", check=0)
+    assert (out / "unreadable.txt").read_text().splitlines() == ["3/truncated.jpg", "4/huge.png", "5/enormous.png"]
+    assert "skipped 3 unreadable target image(s)" in proc.stderr
+    assert read_json(out / "metrics.json")["target_images"] == 61
+
+
+def tiny_config_in(folder):
+    import yaml
+
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
