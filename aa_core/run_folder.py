@@ -108,11 +108,15 @@ def write_atomic(path: Path, text: str) -> None:
     even after a crash of the machine: the bytes reach the disk before the rename publishes them."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)  # never through a planted link
-    with open(fd, "w", newline="") as f:  # the text as given (CSV's \r\n too)
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(fd, "w", newline="", encoding="utf-8") as f:  # the text as given (CSV's \r\n too)
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, text that is not UTF-8, Ctrl-C: no temporary file stays behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def free_name(path: Path) -> Path:

@@ -181,3 +181,30 @@ def tiny_config_in(folder):
     path = folder / "tiny.yaml"
     path.write_text(yaml.safe_dump(TINY))
     return path
+
+
+def test_names_that_are_not_utf8_or_hold_a_newline_are_shown_safely_and_the_run_completes(tmp_path, small_target):
+    """Old archives' names (bytes that are not UTF-8), and a newline in a name: the run trains on
+    the readable one, lists the unreadable ones one per line, and every file it writes is UTF-8."""
+    import os
+
+    target = tmp_path / "target"
+    shutil.copytree(small_target, target)
+    good = sorted((target / "0").iterdir())[0]
+    latin = target / "0" / os.fsdecode(b"\xff\xfebad.png")
+    latin.write_bytes(good.read_bytes()[:-1] + b"\x00")  # another file, readable
+    (target / "1" / os.fsdecode(b"\xff\xfebroken.png")).write_bytes(b"garbage")
+    (target / "2" / "new\nline.png").write_bytes(b"garbage")
+    (target / "3" / "\x1b[31mred.png").write_bytes(b"garbage")
+    out = tmp_path / "run"
+    proc = aa("run", "--config", tiny_config_in(tmp_path), "--target", target, "--out", out, check=0)
+    assert (out / "unreadable.txt").read_text(encoding="utf-8").splitlines() == [
+        "1/\\xff\\xfebroken.png", "2/new\\nline.png", "3/\\x1b[31mred.png",
+    ]  # fmt: skip
+    assert "\x1b[31m" not in proc.stderr
+    names = [row["image"] for row in read_csv(out / "predictions.csv")]
+    assert "0/\\xff\\xfebad.png" in names and len(names) == 61
+    for name in ("predictions.csv", "split.csv", "metrics.json", "unreadable.txt"):
+        (out / name).read_bytes().decode("utf-8")
+    assert not [p for p in out.rglob(".*.tmp")]
+    aa("report", out, check=0)

@@ -22,6 +22,14 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extensi
 from aa_core.errors import AAError
 
 
+def shown_name(name: str) -> str:
+    """A file name as text any file, CSV or terminal can hold, one line: bytes that are not UTF-8
+    (``\\xff``, common on old archives) and control characters (a newline, an escape sequence) are
+    written as their escapes; any other name is itself."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def is_image(path: Path) -> bool:
     """An image file by its extension; hidden files (half-written ones among them) are not."""
     return not path.name.startswith(".") and path.is_file() and has_file_allowed_extension(path.name, IMG_EXTENSIONS)
@@ -75,7 +83,7 @@ class ImageList:
     paths: list[str]
     labels: list[int] | None
     keys: list[str] = field(default_factory=list)
-    unreadable: list[str] = field(default_factory=list)  # relative to ``root``
+    unreadable: list[str] = field(default_factory=list)  # relative to ``root``, as shown (``shown_name``)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -111,7 +119,7 @@ def open_image_folder(root: str | Path, categories: list[str], *, labelled: bool
     keyed = [(content_key(p), p.name, str(p), label) for p, label in found]
     # identical files tie on the key; their order cannot change a pixel, so the name settles it
     good = sorted(row for row in keyed if row[0] is not None)
-    bad = sorted(str(Path(p).relative_to(root)) for key, _, p, _ in keyed if key is None)
+    bad = sorted(shown_name(str(Path(p).relative_to(root))) for key, _, p, _ in keyed if key is None)
     if not good:
         what = f"{len(bad)} file(s), none of which opens as an image" if bad else f"no images ({', '.join(sorted(IMG_EXTENSIONS))})"
         raise AAError(f"image folder {root} holds {what}; add readable images")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aa_core.data.builtin import BUILTIN_DATASETS, builtin_dataset
-from aa_core.data.image_folder import open_image_folder
+from aa_core.data.image_folder import open_image_folder, shown_name
 
 DEV_SPLIT_SEED = 2310_16573  # fixed: the same images are "dev" in every run and for every seed
 
@@ -28,7 +28,8 @@ class TargetSet:
 
     @property
     def names(self) -> list[str]:
-        return [str(Path(p).relative_to(self.root)) for p in self.paths]
+        """Each image's path relative to ``root``, as shown in the files aa writes (``shown_name``)."""
+        return [shown_name(str(Path(p).relative_to(self.root))) for p in self.paths]
 
     @property
     def test(self) -> list[int]:
