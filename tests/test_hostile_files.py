@@ -208,3 +208,32 @@ def test_names_that_are_not_utf8_or_hold_a_newline_are_shown_safely_and_the_run_
         (out / name).read_bytes().decode("utf-8")
     assert not [p for p in out.rglob(".*.tmp")]
     aa("report", out, check=0)
+
+
+def test_a_prompt_too_long_is_refused_naming_its_category_and_escapes_are_shown_not_run(tmp_path):
+    """Any prompter's prompt over 1000 characters (here a CSV's, tests/fake_dists/csvprompts) and a
+    hand edit of prompts.jsonl: one line naming the category; an escape sequence edited into a
+    prompt reaches the terminal as its escape."""
+    import json
+
+    config = tiny_config_in(tmp_path)
+    table = tmp_path / "prompts.csv"
+    table.write_text("3," + "a handwritten three " * 60 + "\n")
+    out = tmp_path / "run"
+    proc = aa("run", "--config", config, "--out", out, "--prompter", "csv", "--set", f"prompts.file={table}", "--until", "prompts",
+              fakes=["csvprompts"], check=1)  # fmt: skip
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: prompter 'csv': a prompt of category '3' is 1200 characters long, more than 1000; shorten it, or fix what wrote it"
+    )
+    assert not (out / "prompts.jsonl").exists()
+
+    aa("run", "--config", config, "--out", out, "--until", "prompts", check=0)
+    rows = [json.loads(line) for line in (out / "prompts.jsonl").read_text().splitlines()]
+    rows[0]["text"] = "a \x1b[2J\x1b[31mred digit"
+    (out / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    shown = aa("prompts", out, "--show", check=0)
+    assert "\x1b" not in shown.stdout and "a \\x1b[2J\\x1b[31mred digit" in shown.stdout
+    rows[1]["text"] = "x" * 5000
+    (out / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    edited = aa("run", "--config", config, "--out", out, "--until", "generate", check=2)
+    assert f"{out / 'prompts.jsonl'} line 2: a prompt of category" in edited.stderr and "5000 characters long" in edited.stderr

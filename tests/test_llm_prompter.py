@@ -391,3 +391,27 @@ def test_requests_run_concurrently_up_to_the_limit(tmp_path):
     with ChatServer(reply) as server:
         prompts = prompter(server.url, tmp_path, concurrency=2).prompts(["mug", "bike", "pen", "lamp"], "photo", 3, 0)
     assert len(prompts) == 12 and state["most"] == 2
+
+
+def test_a_hostile_answer_is_asked_again_then_one_line_never_a_recursion(tmp_path):
+    """`{"a":` 3,000 times (within max_tokens), brackets nesting 40 deep, prose quotes around the
+    object: parsed without recursion, in one pass; an answer with no usable object is asked again."""
+    from aa_llm.answer import MalformedAnswer, parse
+
+    with pytest.raises(MalformedAnswer, match="no JSON object in the answer"):
+        parse('{"a":' * 3000)
+    with pytest.raises(MalformedAnswer, match="nests 41 levels deep, more than 16"):
+        parse('{"prompts": ["a mug"], "x": ' + "[" * 40 + "]" * 40 + "}")
+    assert parse('He said "look {here}" and: {"prompts": ["a mug"]}') == ["a mug"]
+    assert parse('{unclosed {"prompts": ["a mug", "a \\"red\\" mug {x}"]}') == ["a mug", 'a "red" mug {x}']
+    with ChatServer(lambda body: (200, {}, completion('{"a":' * 3000))) as server:
+        with pytest.raises(AAError, match="was not the JSON asked for, 2 times"):
+            prompter(server.url, tmp_path, retries=1).prompts(["mug"], "photo", per_class=3, seed=0)
+
+
+def test_a_prompt_longer_than_the_limit_is_dropped_and_counted(tmp_path):
+    long = "a mug " + "very " * 300
+    with ChatServer(lambda body: answer([long, "a mug on a desk", "a mug in the rain", "a mug at night"])) as server:
+        p = prompter(server.url, tmp_path)
+        texts = [x.text for x in p.prompts(["mug"], "photo", per_class=3, seed=0)]
+    assert long.strip() not in texts and len(texts) == 3 and p.usage()["dropped_too_long"] == 1

@@ -14,6 +14,16 @@ from aa_core.contracts import Prompt
 from aa_core.errors import ConfigError
 from aa_core.run_folder import write_atomic
 
+MAX_PROMPT = 1000  # characters: a prompt, not a page (text encoders read 77 tokens); longer is a prompter's bug
+
+
+def too_long(text: str, label: str, where: str) -> str | None:
+    """What is wrong with a prompt longer than ``MAX_PROMPT``, naming its category; None for one that is not."""
+    if len(text) <= MAX_PROMPT:
+        return None
+    return (f"{where}: a prompt of category {label!r} is {len(text)} characters long, more than {MAX_PROMPT}; "
+            "shorten it, or fix what wrote it")  # fmt: skip
+
 
 def write_prompts(path: Path, prompts: list[Prompt]) -> None:
     write_atomic(path, "".join(json.dumps({"text": p.text, "label": p.label}) + "\n" for p in prompts))
@@ -37,6 +47,9 @@ def read_prompts(path: Path, categories: list[str] | None = None) -> list[dict]:
                 f"{path} line {number}: label {row['label']!r} is not a category ({shown}); "
                 "change it to one of task.categories or delete the line"
             )
+        problem = too_long(row["text"], row["label"], f"{path} line {number}")
+        if problem:
+            raise ConfigError(problem)
         rows.append(row)
     return rows
 

@@ -13,7 +13,7 @@ import json
 from aa_core.context import StageContext
 from aa_core.contracts import PrompterContext
 from aa_core.data.builtin import cache_dir
-from aa_core.data.prompts import write_prompts
+from aa_core.data.prompts import too_long, write_prompts
 from aa_core.errors import AAError
 from aa_core.run_folder import write_atomic
 
@@ -38,5 +38,9 @@ def run(ctx: StageContext) -> None:
     if missing or strays:
         problem = f"no prompt for category '{missing[0]}'" if missing else f"a prompt for unknown category '{sorted(strays)[0]}'"
         raise AAError(f"prompter '{ctx.config.prompts.name}' wrote {problem}; fix the prompter or its options")
+    for prompt in prompts:
+        problem = too_long(prompt.text, prompt.label, f"prompter '{ctx.config.prompts.name}'")
+        if problem:
+            raise AAError(problem)
     write_prompts(ctx.folder.prompts, prompts)
     write_atomic(ctx.folder.prompts_usage, json.dumps(prompter.usage(), indent=2))

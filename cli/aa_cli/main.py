@@ -135,15 +135,16 @@ def execute(config, out: Path, only: list[str] | None = None, until: str | None 
 
 def print_prompts(run_dir: Path, per_class: int = 3) -> None:
     """A few prompts of each category, as ``prompts.jsonl`` has them now."""
+    from aa_core.data.image_folder import shown_name
     from aa_core.data.prompts import sample
     from aa_core.runs import Run
 
     with user_errors():
         run = Run.open(run_dir)
         for category, texts in sample(run.folder.prompts, run.categories, per_class).items():
-            typer.echo(f"{category}:")
+            typer.echo(f"{shown_name(category)}:")
             for text in texts:
-                typer.echo(f"  {text}")
+                typer.echo(f"  {shown_name(text)}")  # an escape sequence in a prompt is shown, not run by the terminal
     typer.echo(f"all prompts: {run.folder.prompts} (edit it by hand; the next `aa run` renders the edited prompts)")
 
 

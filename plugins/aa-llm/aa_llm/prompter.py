@@ -103,7 +103,7 @@ class LLMPrompter(Prompter):
         self.cache = AnswerCache(Path(options.cache_dir) if options.cache_dir else context.cache_dir / "llm")
         self.lock = threading.Lock()
         self.totals = {"requests": 0, "cached": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
-                       "dropped_missing_category": 0, "dropped_duplicate": 0}  # fmt: skip
+                       "dropped_missing_category": 0, "dropped_duplicate": 0, "dropped_too_long": 0}  # fmt: skip
         self.priced = True
 
     def prompts(self, categories: Sequence[str], domain: str, per_class: int, seed: int) -> list[Prompt]:
