@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +68,35 @@ def fingerprint(inputs: Any) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def walk_files(root: Path) -> Iterator[Path]:
+    """Every file under ``root`` (links to files included), walked without recursion, so a tree of
+    any depth is walked; links to folders are not followed, so a loop of links or a link to ``/``
+    takes the walk nowhere."""
+    pending = [root]
+    while pending:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except OSError:  # unreadable, or gone meanwhile
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(Path(entry.path))
+            elif entry.is_file():
+                yield Path(entry.path)
+
+
 def folder_digest(root: Path) -> str:
     """Identity of a folder's files (names, sizes, times): a regenerated source is a new source."""
     if not root.is_dir():
         return ""
-    files = (p for p in root.rglob("*") if p.is_file())
-    return fingerprint(sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    stats = []
+    for p in walk_files(root):
+        try:
+            info = p.stat()
+        except OSError:
+            continue
+        stats.append((str(p.relative_to(root)), info.st_size, info.st_mtime_ns))
+    return fingerprint(sorted(stats))
 
 
 def file_digest(path: str | Path) -> str:

@@ -4,6 +4,7 @@ formula, and links planted where the run writes."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from conftest import TINY, aa, read_json
@@ -237,3 +238,52 @@ def test_a_prompt_too_long_is_refused_naming_its_category_and_escapes_are_shown_
     (out / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     edited = aa("run", "--config", config, "--out", out, "--until", "generate", check=2)
     assert f"{out / 'prompts.jsonl'} line 2: a prompt of category" in edited.stderr and "5000 characters long" in edited.stderr
+
+
+def test_links_out_of_the_target_are_not_followed_and_any_depth_is_walked(tmp_path, small_target, request):
+    """A class folder linked elsewhere: one line; an image linked from outside, a link to `/`, a
+    loop of links: left out or not walked; a tree 1,100 folders deep: walked, no RecursionError."""
+    target = tmp_path / "target"
+    shutil.copytree(small_target, target)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(small_target / "3", elsewhere)
+    (target / "3" / "outside.png").symlink_to(elsewhere / sorted(p.name for p in elsewhere.iterdir())[0])
+    (target / "4" / "root").symlink_to("/")
+    (target / "5" / "loop").symlink_to(target / "5")
+    (target / "6" / "inside.png").symlink_to(sorted((target / "7").iterdir())[0])  # a link within the target: kept
+    deep = target / "8"
+    for _ in range(1100):  # deeper than Python's recursion limit; made one folder at a time
+        deep = deep / "d"
+        deep.mkdir()
+    request.addfinalizer(lambda: remove_deep(target / "8" / "d"))  # shutil.rmtree (pytest's cleanup) would recurse
+    shutil.copy(sorted((target / "8").glob("*.png"))[0], deep / "deep.png")
+    out = tmp_path / "run"
+    config = tiny_config_in(tmp_path)
+    aa("run", "--config", config, "--target", target, "--out", out, "--ssl", "none", "--uda", "none", check=0)
+    assert (out / "unreadable.txt").read_text().splitlines() == ["3/outside.png"]
+    assert read_json(out / "metrics.json")["target_images"] == 62  # 60, the link inside, the deep one
+
+    (target / "9").rename(tmp_path / "nine")
+    (target / "9").symlink_to(tmp_path / "nine")
+    linked = aa("run", "--config", config, "--target", target, "--out", tmp_path / "r2", check=1)
+    assert linked.stderr.strip().splitlines()[-1] == (
+        f"error: {target / '9'} is a link to {tmp_path / 'nine'}, outside {target}; "
+        "copy or move the images into the folder (aa follows no link out of it)"
+    )
+
+
+def remove_deep(top: Path) -> None:
+    """Delete a tree of any depth without recursion: files on the way down, folders bottom-up."""
+    import os
+
+    pending, folders = [top], []
+    while pending:
+        folder = pending.pop()
+        folders.append(folder)
+        for entry in os.scandir(folder):
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(Path(entry.path))
+            else:
+                os.unlink(entry.path)
+    for folder in reversed(folders):
+        folder.rmdir()

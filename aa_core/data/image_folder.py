@@ -20,6 +20,7 @@ from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 
 from aa_core.errors import AAError
+from aa_core.run_folder import walk_files
 
 
 def shown_name(name: str) -> str:
@@ -90,7 +91,8 @@ class ImageList:
 
 
 def class_folders(root: Path, categories: list[str]) -> list[str]:
-    """Class subfolder names of ``root``; each must be a category."""
+    """Class subfolder names of ``root``; each must be a category, and inside ``root`` (a link to a
+    folder elsewhere would train on images the user did not give)."""
     present = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     unknown = [name for name in present if name not in categories]
     if unknown:
@@ -98,7 +100,21 @@ def class_folders(root: Path, categories: list[str]) -> list[str]:
             f"{root} has class folder '{unknown[0]}' that is not a category "
             f"({', '.join(categories)}); set task.categories or rename the folder"
         )
+    for name in present:
+        if not (root / name).resolve().is_relative_to(root.resolve()):
+            raise AAError(f"{root / name} is a link to {(root / name).resolve()}, outside {root}; "
+                          "copy or move the images into the folder (aa follows no link out of it)")  # fmt: skip
     return present
+
+
+def image_files(folder: Path, root: Path) -> tuple[list[Path], list[Path]]:
+    """The image files under ``folder``, sorted, walked as ``walk_files`` does (any depth, links to
+    folders not followed), and the links among them that lead out of ``root`` (left out)."""
+    found, outside, inside = [], [], root.resolve()
+    for path in walk_files(folder):
+        if is_image(path):
+            (outside if path.is_symlink() and not path.resolve().is_relative_to(inside) else found).append(path)
+    return sorted(found), sorted(outside)
 
 
 def open_image_folder(root: str | Path, categories: list[str], *, labelled: bool | None = None) -> ImageList:
@@ -112,11 +128,17 @@ def open_image_folder(root: str | Path, categories: list[str], *, labelled: bool
     classes = class_folders(root, categories)
     if labelled and not classes:
         raise AAError(f"image folder {root} has no class subfolders; a labelled folder holds one per category")
+    found, outside = [], []
     if classes:
-        found = [(p, categories.index(c)) for c in classes for p in sorted((root / c).rglob("*")) if is_image(p)]
+        for c in classes:
+            images, links = image_files(root / c, root)
+            found += [(p, categories.index(c)) for p in images]
+            outside += links
     else:
         found = [(p, -1) for p in sorted(root.iterdir()) if is_image(p)]
-    keyed = [(content_key(p), p.name, str(p), label) for p, label in found]
+        outside = [p for p, _ in found if p.is_symlink() and not p.resolve().is_relative_to(root.resolve())]
+        found = [(p, label) for p, label in found if p not in outside]
+    keyed = [(content_key(p), p.name, str(p), label) for p, label in found] + [(None, p.name, str(p), -1) for p in outside]
     # identical files tie on the key; their order cannot change a pixel, so the name settles it
     good = sorted(row for row in keyed if row[0] is not None)
     bad = sorted(shown_name(str(Path(p).relative_to(root))) for key, _, p, _ in keyed if key is None)

@@ -46,7 +46,7 @@ from PIL import Image
 
 from aa_core.data.synthetic import METADATA, Slot, SyntheticImage, attempt_seed, read_rows, write_rows
 from aa_core.durable import sync_entries
-from aa_core.run_folder import set_aside
+from aa_core.run_folder import set_aside, walk_files
 
 JOURNALS = ".journal"
 # what the stage leaves half-written when killed: an image ``write_png`` had not renamed yet, a
@@ -302,7 +302,7 @@ def set_aside_unnamed(root: Path, names: set[str], stale: Path) -> int:
     left half-written."""
     if not root.is_dir():
         return 0
-    strays = [p for p in sorted(root.rglob("*")) if p.is_file() and str(p.relative_to(root)) not in names]
+    strays = [p for p in sorted(walk_files(root)) if str(p.relative_to(root)) not in names]
     moved = 0
     for path in strays:
         if HALF_WRITTEN.fullmatch(path.name):

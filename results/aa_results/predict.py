@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from aa_core.runs import AAError, Run, is_image, write_csv
+from aa_core.runs import AAError, Run, is_image, walk_files, write_csv
 
 
 def image_paths(inputs: list[str | Path]) -> list[Path]:
@@ -26,7 +26,7 @@ def image_paths(inputs: list[str | Path]) -> list[Path]:
     out = []
     for item in map(Path, inputs):
         if item.is_dir():
-            out += sorted(p for p in item.rglob("*") if is_image(p))
+            out += sorted(p for p in walk_files(item) if is_image(p))  # any depth; links to folders not followed
         elif item.is_file():
             out.append(item)
         else:

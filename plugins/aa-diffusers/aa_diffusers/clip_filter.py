@@ -52,7 +52,7 @@ class CLIPFilter(ImageFilter):
 
         try:
             self.processor = CLIPProcessor.from_pretrained(options.model)
-            self.model = CLIPModel.from_pretrained(options.model)
+            self.model = CLIPModel.from_pretrained(options.model, use_safetensors=True)  # never a pickle, even where one is offered
         except (OSError, ValueError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise AAError(f"cannot load the CLIP model '{options.model}' of filters.clip: {reason}; "
