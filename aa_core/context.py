@@ -135,7 +135,9 @@ class StageContext:
         source (read first by the adapt stage, after generation)."""
         from aa_core.data.image_folder import open_image_folder
 
-        return open_image_folder(self.config.data.source or self.folder.source, self.categories, labelled=True)
+        if self.config.data.source is not None:
+            return open_image_folder(self.config.data.source, self.categories, labelled=True)
+        return synthetic_source(self.folder, self.categories)
 
     @cached_property
     def accelerator(self):
@@ -147,3 +149,25 @@ class StageContext:
     def is_main(self) -> bool:
         """Whether this is the process that writes the run folder's shared files."""
         return self.accelerator.is_main_process
+
+
+def synthetic_source(folder: RunFolder, categories: list[str]):
+    """The synthetic source's images: those ``source/metadata.jsonl`` names, and no other file
+    (one planted in a finished source is not trained on: it is named in a warning)."""
+    import logging
+
+    from aa_core.data.image_folder import open_image_folder
+    from aa_core.data.synthetic import METADATA, read_rows
+    from aa_core.run_folder import walk_files
+
+    named = {row.file_name for row in read_rows(folder.source / METADATA)}
+    images = open_image_folder(folder.source, categories, labelled=True, named=named)
+    every = (p.relative_to(folder.source).as_posix() for p in walk_files(folder.source) if not p.name.startswith("."))
+    strangers = sorted(name for name in every if name != METADATA and name not in named)
+    if strangers:
+        shown = ", ".join(strangers[:3]) + (", ..." if len(strangers) > 3 else "")
+        logging.getLogger("aa").warning(
+            "%d file(s) in %s that no metadata row names are not trained on (%s); the next generation moves them to %s",
+            len(strangers), folder.source, shown, folder.stale,
+        )  # fmt: skip
+    return images

@@ -287,3 +287,21 @@ def remove_deep(top: Path) -> None:
                 os.unlink(entry.path)
     for folder in reversed(folders):
         folder.rmdir()
+
+
+def test_an_image_planted_in_a_finished_synthetic_source_is_not_trained_on(tmp_path, small_target):
+    """[generate] is reused, and [adapt] trains on the images metadata.jsonl names alone: the
+    planted one is named in a warning, the weights are those of the source without it."""
+    out, config = tmp_path / "run", tiny_config_in(tmp_path)
+    args = ("--config", config, "--target", small_target, "--out", out, "--ssl", "none")
+    aa("run", *args, "--until", "generate", check=0)
+    clean = tmp_path / "clean"
+    shutil.copytree(out, clean)
+    planted = out / "source" / "3" / "planted.png"
+    shutil.copy(sorted((small_target / "7").iterdir())[0], planted)
+    proc = aa("run", *args, check=0)
+    assert "[generate] reused" in proc.stderr
+    assert f"1 file(s) in {out / 'source'} that no metadata row names are not trained on (3/planted.png)" in proc.stderr
+    aa("run", "--config", config, "--target", small_target, "--out", clean, "--ssl", "none", check=0)
+    assert (out / "adapt.safetensors").read_bytes() == (clean / "adapt.safetensors").read_bytes()
+    assert planted.is_file()  # not a file aa wrote: left where it is until a generation sets it aside

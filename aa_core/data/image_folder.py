@@ -117,7 +117,7 @@ def image_files(folder: Path, root: Path) -> tuple[list[Path], list[Path]]:
     return sorted(found), sorted(outside)
 
 
-def open_image_folder(root: str | Path, categories: list[str], *, labelled: bool | None = None) -> ImageList:
+def open_image_folder(root: str | Path, categories: list[str], *, labelled: bool | None = None, named: set[str] | None = None) -> ImageList:
     """Open ``root`` as labelled if it has subfolders, else as a flat unlabelled folder.
 
     ``labelled=True`` requires class subfolders (a source must have labels).
@@ -138,6 +138,8 @@ def open_image_folder(root: str | Path, categories: list[str], *, labelled: bool
         found = [(p, -1) for p in sorted(root.iterdir()) if is_image(p)]
         outside = [p for p, _ in found if p.is_symlink() and not p.resolve().is_relative_to(root.resolve())]
         found = [(p, label) for p, label in found if p not in outside]
+    if named is not None:  # a folder with a list of its images (the synthetic source): only those
+        found = [(p, label) for p, label in found if p.relative_to(root).as_posix() in named]
     keyed = [(content_key(p), p.name, str(p), label) for p, label in found] + [(None, p.name, str(p), -1) for p in outside]
     # identical files tie on the key; their order cannot change a pixel, so the name settles it
     good = sorted(row for row in keyed if row[0] is not None)
