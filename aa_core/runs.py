@@ -26,14 +26,15 @@ from pathlib import Path
 
 from aa_core.config import IMPLEMENTATION_SECTIONS, Config, load_config, parse_set
 from aa_core.csv_cells import read_csv, write_csv
-from aa_core.data.image_folder import is_image
+from aa_core.data.image_folder import is_image, open_image, shown_name
 from aa_core.errors import AAError
 from aa_core.lock import writer_lock
 from aa_core.run_folder import MODELS, OUTPUTS, RunFolder, walk_files, write_atomic
 
 __all__ = [
     "AAError", "IMPLEMENTATION_SECTIONS", "MODELS", "OUTPUTS", "Run", "RunFolder", "core_keys", "execute", "is_image", "load_config",
-    "own_backbone_source", "parse_set", "read_csv", "recorded_config", "walk_files", "write_atomic", "write_csv", "writer_lock",
+    "open_image", "own_backbone_source", "parse_set", "read_csv", "recorded_config", "shown_name", "walk_files", "write_atomic",
+    "write_csv", "writer_lock",
 ]  # fmt: skip
 
 OWN_BACKBONES = {"aa_small_cnn": "aa_core.models.small_cnn", "aa_vit_tiny": "aa_core.models.tiny_vit"}

@@ -305,3 +305,51 @@ def test_an_image_planted_in_a_finished_synthetic_source_is_not_trained_on(tmp_p
     aa("run", "--config", config, "--target", small_target, "--out", clean, "--ssl", "none", check=0)
     assert (out / "adapt.safetensors").read_bytes() == (clean / "adapt.safetensors").read_bytes()
     assert planted.is_file()  # not a file aa wrote: left where it is until a generation sets it aside
+
+
+class OpensAFile:
+    """Unpickled, it would call open(path, "w"): proof that unpickling ran code."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_what_a_tool_or_a_resume_reads_is_one_line_never_a_traceback(tmp_path, small_target):
+    """aa predict on a PNG claiming 13000x13000 pixels; a resumed stage whose checkpoint holds a
+    pickled object (never run); model.pretrained naming a checkpoint of another architecture."""
+    import torch
+    import yaml
+
+    out, config = tmp_path / "run", tiny_config_in(tmp_path)
+    base = ("--config", config, "--target", small_target, "--out", out)
+    aa("run", *base, "--ssl", "none", "--uda", "none", check=0)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_claiming(13000, 13000))
+    proc = aa("predict", out, bomb, "--out", tmp_path / "p.csv", check=1)
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {bomb} does not open as an image aa can use (")
+    assert "Traceback" not in proc.stderr
+
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "train": {"batch_size": 8, "steps": 10, "refine_steps": 4,
+                                                                                    "checkpoint_every": 2}}))  # fmt: skip
+    run2 = tmp_path / "run2"
+    env = {"AA_FAKE_FAIL_AT": "3"}
+    aa("run", "--config", slow, "--target", small_target, "--out", run2, "--ssl", "boom", fakes=["badalgos"], env=env, check=1)
+    (step,) = (run2 / "checkpoints" / "refine").glob("step-*")
+    marker = tmp_path / "ran"
+    torch.save({"algorithm": OpensAFile(marker)}, step / "training.pt")
+    resumed = aa("run", "--config", slow, "--target", small_target, "--out", run2, "--ssl", "boom", fakes=["badalgos"], check=1)
+    last = resumed.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {step / 'training.pt'} is not a checkpoint of tensors aa wrote (UnpicklingError: "), last
+    assert last.endswith(f"delete {run2 / 'checkpoints' / 'refine'} and the stage starts afresh") and not marker.exists()
+
+    other = tmp_path / "resnet.pth"
+    import timm
+
+    torch.save(timm.create_model("resnet18", num_classes=0).state_dict(), other)
+    wrong = aa("run", *base[:-1], tmp_path / "run3", "--set", "model.backbone=resnet10t", "--set", f"model.pretrained={other}", check=1)
+    last = wrong.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: model.pretrained {other} is not a checkpoint of backbone 'resnet10t' ("), last

@@ -75,6 +75,23 @@ def content_key(path: Path) -> str | None:
     return digest.hexdigest()
 
 
+def open_image(path: Path) -> Image.Image | None:
+    """The image at ``path``, decoded, or None for what the scan would leave out (not an image,
+    truncated, over ``MAX_BYTES`` or ``MAX_PIXELS``, a bomb PIL refuses): never an exception."""
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            if image.width * image.height > MAX_PIXELS:
+                return None
+            return image.copy()  # decoded now: the file closes here
+    except Exception:  # PIL raises many kinds (OSError, SyntaxError, DecompressionBombError, ValueError...)
+        return None
+
+
 @dataclass
 class ImageList:
     """The readable images of a folder in content order, their class indices (``None`` for a flat

@@ -87,7 +87,11 @@ def build_classifier(
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
             raise AAError(f"unknown backbone '{name}'; use a timm model name (timm.list_models())") from None
-        raise
+        if not local:
+            raise
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise AAError(f"model.pretrained {pretrained} is not a checkpoint of backbone '{name}' ({reason}); "
+                      "give that architecture's checkpoint, or set model.backbone to the checkpoint's") from None  # fmt: skip
     except Exception as exc:
         if not pretrained:
             raise

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from aa_core.durable import sync_files
+from aa_core.errors import AAError
 from aa_core.plugins import plugin_manager
 from aa_core.training.ema import EMA
 from aa_core.training.optim import Update
@@ -127,14 +128,14 @@ class Checkpoints:
             self.remove()  # another inputs' checkpoints (this part's folder holds only what a run wrote)
             return 0, fresh()
         step, path = latest
-        state = torch.load(path / "training.pt", map_location="cpu", weights_only=True)
+        state = load_tensors(path / "training.pt", self.folder)
         load_held_state(self.algorithm, state["algorithm"])  # before the replay: CDTrans replays from its pairs
         if self.selector is not None:
             self.selector.load_state_dict(state["selector"])
         batches = replay(step)
         self.accelerator.load_state(str(path))  # random states last: the replay drew from them
         own = path / f"random-{self.accelerator.process_index}.pt"
-        set_random_states(torch.load(own, map_location="cpu", weights_only=True))
+        set_random_states(load_tensors(own, self.folder))
         if self.log is not None and self.accelerator.is_main_process and self.log.exists():
             with open(self.log, "r+") as f:
                 f.truncate(min(state["log_bytes"], os.path.getsize(self.log)))
@@ -180,3 +181,16 @@ class Checkpoints:
                 folder.rmdir()
             except OSError:  # missing, or still holding another part's checkpoints
                 pass
+
+
+def load_tensors(path: Path, folder: Path) -> dict:
+    """A checkpoint file of tensors and plain values; one line for one that holds anything else (a
+    pickled object, which weights-only loading refuses to run) or is not a checkpoint at all."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise AAError(f"{path} is not a checkpoint of tensors aa wrote ({type(exc).__name__}: {reason}); "
+                      f"delete {folder} and the stage starts afresh") from None  # fmt: skip

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from aa_core.runs import AAError, Run, is_image, walk_files, write_csv
+from aa_core.runs import AAError, Run, is_image, open_image, shown_name, walk_files, write_csv
 
 
 def image_paths(inputs: list[str | Path]) -> list[Path]:
@@ -63,11 +63,11 @@ class Predictor:
             batch = paths[start : start + batch_size]
             images = []
             for path in batch:
-                try:
-                    with Image.open(path) as image:
-                        images.append(image.copy())
-                except OSError:
-                    raise AAError(f"{path} does not open as an image; name readable images") from None
+                image = open_image(path)
+                if image is None:
+                    raise AAError(f"{shown_name(str(path))} does not open as an image aa can use (not an image, truncated, "
+                                  "or over 64 M pixels or 512 MB); leave it out, or name readable images")  # fmt: skip
+                images.append(image)
             confidence, index = self.probabilities(images).max(dim=1)
             out += [Prediction(p, self.categories[k], c) for p, k, c in zip(batch, index.tolist(), confidence.tolist())]
         return out

@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 from PIL import Image
 
-from aa_core.runs import MODELS, AAError, Run, RunFolder, read_csv, write_atomic
+from aa_core.runs import MODELS, AAError, Run, RunFolder, open_image, read_csv, write_atomic
 
 PER_CATEGORY = 8  # synthetic images shown per category
 TARGET_SAMPLE = 60  # target images shown
@@ -96,13 +96,7 @@ def inside(root: Path, name: str) -> Path | None:
 
 def opened(path: Path | None) -> Image.Image | None:
     """The image at ``path``, loaded; None when there is none or it does not open as an image."""
-    if path is None:
-        return None
-    try:
-        with Image.open(path) as image:
-            return image.copy()  # decoded now: the file closes here
-    except OSError:
-        return None
+    return None if path is None else open_image(path)
 
 
 def left_out(count: int, named_by: str, where: str) -> str:
