@@ -353,3 +353,15 @@ def test_what_a_tool_or_a_resume_reads_is_one_line_never_a_traceback(tmp_path, s
     wrong = aa("run", *base[:-1], tmp_path / "run3", "--set", "model.backbone=resnet10t", "--set", f"model.pretrained={other}", check=1)
     last = wrong.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: model.pretrained {other} is not a checkpoint of backbone 'resnet10t' ("), last
+
+
+def test_an_export_killed_half_way_leaves_nothing_in_the_way_of_the_next(formula_run, tmp_path):
+    """The export is written beside its folder and renamed whole: what a killed one left (its
+    temporary folder) is removed by the next, which writes the folder in full."""
+    out, _target, _config = formula_run
+    left = tmp_path / ".exported.4242.export-tmp"
+    left.mkdir()
+    (left / "model.safetensors").write_bytes(b"half")
+    aa("export", out, tmp_path / "exported", check=0)
+    assert sorted(p.name for p in (tmp_path / "exported").iterdir()) == ["README.md", "config.json", "model.safetensors", "modeling.py"]
+    assert not left.exists() and not list(tmp_path.glob(".*export-tmp"))

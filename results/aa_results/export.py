@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -43,11 +44,20 @@ def export(run_dir: str | Path, out: str | Path) -> Path:
     model = run.model()
     config = export_config(run, model)
     check_rebuilt(model, config)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
-    (out / "config.json").write_text(json.dumps(config, indent=2))
-    shutil.copyfile(Path(__file__).with_name("export_modeling.py"), out / "modeling.py")
-    (out / "README.md").write_text(model_card(run, config))
+    # written beside ``out`` and renamed into place whole: an export killed half-way leaves no
+    # half-written ``out`` to refuse as "not empty", only its own temporary folder, removed next time
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.*.export-tmp"):
+        shutil.rmtree(stale)
+    tmp = out.parent / f".{out.name}.{os.getpid()}.export-tmp"
+    tmp.mkdir()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+    (tmp / "config.json").write_text(json.dumps(config, indent=2))
+    shutil.copyfile(Path(__file__).with_name("export_modeling.py"), tmp / "modeling.py")
+    (tmp / "README.md").write_text(model_card(run, config))
+    if out.exists():
+        out.rmdir()  # empty (checked above)
+    os.replace(tmp, out)
     return out
 
 
