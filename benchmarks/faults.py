@@ -10,6 +10,10 @@ that
   no journal, no checkpoint;
 * every image decodes.
 
+Then `aa export` killed at random moments of its own (``--exports``): the folder then holds
+exactly the exported files, after the next export into it (or at once, where the kill came after
+its rename), and no temporary folder is left beside it.
+
 Then a full disk: the run folder on a small tmpfs (root; else a per-file size limit, RLIMIT_FSIZE)
 must end in a one-line error with nothing lost, and the same command must finish once space is back.
 
@@ -151,12 +155,37 @@ def disk_full(work: Path, config: Path, reference: dict, tmpfs: bool = True) -> 
             subprocess.run(["umount", str(mount)])
 
 
+def export_kills(run: Path, work: Path, rng: random.Random, trials: int) -> str:
+    """Kill `aa export RUN OUT` at a random moment of it, export again; count the complete exports."""
+    export = [sys.executable, "-m", "aa_cli.main", "export", str(run)]
+    started = time.perf_counter()
+    subprocess.run([*export, str(work / "export-reference")], capture_output=True, env=environment(), check=True)
+    length = time.perf_counter() - started
+    files = sorted(p.name for p in (work / "export-reference").iterdir())
+    complete = finished = 0
+    for trial in range(trials):
+        out = work / f"export-{trial}"
+        proc = subprocess.Popen([*export, str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment())
+        time.sleep(rng.uniform(0, length))
+        proc.kill()
+        proc.wait()
+        if out.exists():  # killed after its rename: the export is whole, and a second one is refused, not mixed in
+            finished += 1
+        else:
+            subprocess.run([*export, str(out)], capture_output=True, env=environment())
+        leftovers = list(work.glob(".*.export-tmp"))
+        complete += out.exists() and sorted(p.name for p in out.iterdir()) == files and not leftovers
+    return (f"{complete} of {trials} exports complete after a kill ({finished} killed after they had finished; "
+            f"{length:.1f} s each uninterrupted)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sweep-every", type=int, default=5, help="every n-th trial kills `aa sweep` instead")
     parser.add_argument("--no-disk", action="store_true")
+    parser.add_argument("--exports", type=int, default=5, help="kills of `aa export`")
     args = parser.parse_args()
     import yaml
 
@@ -204,6 +233,8 @@ def main() -> None:
                 print(resumed.stderr[-1500:], flush=True)
             shutil.rmtree(out)
         print(f"\n{kills} kills, {identical} identical resumes, {orphans} orphans, {broken} undecodable")
+        if args.exports:
+            print("export:", export_kills(work / "reference-run", work, rng, args.exports), flush=True)
         if not args.no_disk:
             print("full disk:", disk_full(work, config, references["run"])[2])
     finally:
