@@ -114,7 +114,7 @@ class TrainConfig(Section):
     batch_size: int = Field(32, ge=1)
     steps: int = Field(3000, ge=0)  # adaptation (UDA) steps
     refine_steps: int = Field(500, ge=0)  # SSL steps on the target
-    select: Literal["last", "entropy", "infomax", "snd"] = "last"  # which adaptation checkpoint, without labels
+    select: Literal["last", "entropy", "infomax", "snd", "ensv"] = "last"  # which adaptation checkpoint, without labels
     select_every: int = Field(500, ge=1)  # steps between checkpoints the criterion scores
     checkpoint_every: int = Field(500, ge=0)  # steps between saved training states a killed run resumes from; 0: none
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"

@@ -25,7 +25,8 @@ CRITERIA = ("entropy", "infomax", "snd")
 
 
 def label_free(probabilities: torch.Tensor) -> dict[str, float]:
-    """Every criterion of ``selection`` for one model's target probabilities (higher is better)."""
+    """Every criterion of ``selection`` for one model's target probabilities (higher is better);
+    ``ensv``, which ranks the run's models together, is added by the evaluate stage."""
     return {name: round(score(probabilities, name), 6) for name in CRITERIA}
 
 

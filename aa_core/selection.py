@@ -14,17 +14,27 @@ checkpoint so far is kept. Higher is better for every criterion:
   :math:`H(q_i) = \\log \\sum_j e^{x_{ij}} - \\sum_j q_{ij} x_{ij}`, accumulated over blocks of
   columns with a running maximum (an exact streaming log-sum-exp), a block of rows at a time.
 
+* ``ensv``: ensemble validation (Hu et al. 2024, EnsV): the candidates' mean prediction is the
+  pseudo-target, :math:`\\hat y_i = \\arg\\max_k \\sum_m p^m_{ik}`, and a candidate scores its
+  agreement with it, :math:`\\frac1N \\sum_i \\mathbb{1}[\\arg\\max_k p^m_{ik} = \\hat y_i]`. It ranks a set
+  of candidates, not one model: the checkpoints of a training (``EnsembleSelector``), the models of
+  a run (``metrics.json``'s ``label_free``), the runs of a sweep (``aa compare --select ensv``).
+  Each candidate is kept as its argmax (N integers) and the probabilities as one running sum.
+
 ``last`` (the default) keeps the last step's model and computes nothing.
 """
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Literal
 
 import torch
 
-Criterion = Literal["last", "entropy", "infomax", "snd"]
+from aa_core.training.weights import load_weights, save_weights
+
+Criterion = Literal["last", "entropy", "infomax", "snd", "ensv"]
 
 
 def _entropy(p: torch.Tensor) -> torch.Tensor:
@@ -40,7 +50,7 @@ def score(probabilities: torch.Tensor, criterion: Criterion, temperature: float 
         return (_entropy(p.mean(dim=0)) - _entropy(p).mean()).item()
     if criterion == "snd":
         return soft_neighbourhood_density(p, temperature)
-    raise ValueError(f"unknown criterion {criterion!r}")
+    raise ValueError(f"unknown criterion {criterion!r} for one model")
 
 
 def soft_neighbourhood_density(p: torch.Tensor, temperature: float = 0.05, block: int = 2048) -> float:
@@ -93,6 +103,75 @@ class CheckpointSelector:
 
     def load_state_dict(self, state: dict) -> None:
         self.values, self.best_step, self._best_state = state["values"], state["best_step"], state["best_state"]
+
+    def record(self) -> dict:
+        return {"criterion": self.criterion, "chosen_step": self.best_step, "values": self.values}
+
+
+def ensemble_agreement(predicted: list[torch.Tensor], total: torch.Tensor) -> list[float]:
+    """``ensv`` above: each candidate's argmax (``predicted``, N each) against the argmax of the
+    candidates' summed probabilities ``total`` (N, K)."""
+    pseudo = total.argmax(dim=1)
+    return [(labels.to(pseudo.dtype) == pseudo).float().mean().item() for labels in predicted]
+
+
+class EnsembleSelector:
+    """``ensv`` over the checkpoints of one training: every candidate offered is kept (its argmax
+    here, its weights in ``folder``, so that memory does not grow with the candidates), and the
+    scores are those against the ensemble of all of them; the first of equal scores is chosen.
+
+    Every process calls it; the main process writes and removes the weight files.
+    """
+
+    criterion = "ensv"
+
+    def __init__(self, folder: Path, accelerator):
+        self.folder, self.accelerator = folder, accelerator
+        self.steps: list[int] = []
+        self.predicted: list[torch.Tensor] = []
+        self.total: torch.Tensor | None = None
+
+    def candidate(self, step: int) -> Path:
+        return self.folder / f"candidate-{step:08d}.safetensors"
+
+    def offer(self, step: int, probabilities: torch.Tensor, model: torch.nn.Module) -> None:
+        p = probabilities.float().cpu()
+        self.total = p.clone() if self.total is None else self.total + p
+        self.steps.append(step)
+        self.predicted.append(p.argmax(dim=1).to(torch.int32))
+        if self.accelerator.is_main_process:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        save_weights(model, self.candidate(step), self.accelerator)
+
+    @property
+    def values(self) -> dict[int, float]:
+        if self.total is None:
+            return {}
+        return {step: round(v, 6) for step, v in zip(self.steps, ensemble_agreement(self.predicted, self.total))}
+
+    @property
+    def best_step(self) -> int | None:
+        values = self.values
+        return max(values, key=lambda step: (values[step], -step)) if values else None
+
+    def restore(self, model: torch.nn.Module) -> None:
+        """Load the chosen candidate's weights into ``model``; then the candidates' files go."""
+        if self.best_step is not None:
+            load_weights(model, self.candidate(self.best_step))
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            for path in self.folder.glob("candidate-*.safetensors"):  # only what offer writes
+                path.unlink()
+            try:
+                self.folder.rmdir()
+            except OSError:  # still holding something aa did not write here
+                pass
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "predicted": self.predicted, "total": self.total}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps, self.predicted, self.total = list(state["steps"]), list(state["predicted"]), state["total"]
 
     def record(self) -> dict:
         return {"criterion": self.criterion, "chosen_step": self.best_step, "values": self.values}

@@ -77,7 +77,12 @@ named=(
   "aa_ssl/mixmatch.py|average = torch.stack([self.classifier(u).softmax(dim=1) for u in views]).mean(dim=0)\n        return sharpen(average, self.options.temperature)|average = torch.stack([sharpen(self.classifier(u).softmax(dim=1), self.options.temperature) for u in views]).mean(dim=0)\n        return average|MixMatch: mean(sharpen) instead of sharpen(mean)"
   "aa_ssl/mixmatch.py|        with kept_statistics(self.classifier):\n|        if True:\n|MixMatch: guessing passes update batch norm statistics"
   "aa_ssl/fixmatch.py|mask = (confidence >= self.threshold).float()|mask = (confidence >= self.threshold).float() * 0 + 1|FixMatch: no confidence mask"
-  "aa_ssl/fixmatch.py|loss = labelled + self.options.lambda_u * unlabelled|loss = labelled + unlabelled|FixMatch: lambda_u ignored"
+  "aa_ssl/fixmatch.py|return self.options.lambda_u * unlabelled, {|return unlabelled, {|FixMatch: lambda_u ignored"
+  "aa_ssl/freematch.py|class_thresholds = self.tau * self.p_model / self.p_model.max()|class_thresholds = self.tau * torch.ones_like(self.p_model)|FreeMatch: one global threshold, not class-wise"
+  "aa_ssl/freematch.py|return (running * torch.log(batch + 1e-12)).sum()|return -(running * torch.log(batch + 1e-12)).sum()|FreeMatch: fairness sign flipped"
+  "aa_ssl/freematch.py|passed = logits_strong[mask.bool()]|passed = logits_strong|FreeMatch: fairness over ungated images"
+  "aa_ssl/softmatch.py|below = torch.clamp(confidence - self.mu, max=0.0)|below = confidence - self.mu|SoftMatch: the Gaussian not truncated"
+  "aa_ssl/softmatch.py|probabilities.argmax(dim=1), reduction|self.alignment.align(probabilities).argmax(dim=1), reduction|SoftMatch: pseudo-labels from aligned predictions"
 )
 echo "named mutants (each must fail a test):"
 failed_to_kill=0

@@ -690,6 +690,145 @@ def test_fixmatch_feed_rates_and_no_decay_on_biases_and_norms():
     assert FixMatch(FixMatch.Options(), tiny_classifier(), context()).update.optimizer.param_groups[0]["lr"] == 0.03
 
 
+# ---------------------------------------------------------------------------- FreeMatch, SoftMatch
+
+
+def log_softmax_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image cross-entropy, written out."""
+    return -(logits - logits.logsumexp(dim=1, keepdim=True)).gather(1, y[:, None]).squeeze(1)
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_freematch_step_gates_by_self_adaptive_class_thresholds_and_adds_the_fairness_term(steps):
+    """Each step: the averages move first (momentum 0.3 here: the gate moves within a few steps), then gate;
+    fairness on what passed."""
+    from aa_ssl.freematch import FreeMatch
+
+    classifier = tiny_classifier()
+    options = FreeMatch.Options(lambda_u=0.5, lambda_f=0.3, ema_p=0.3, mu=3, ema_decay=0.99, ema_warmup=False)
+    freematch = FreeMatch(options, classifier, context(total_steps=10, batch_size=2))
+    tau, p_model, hist = torch.tensor(1 / K), torch.full((K,), 1 / K), torch.full((K,), 1 / K)
+    for step in range(steps):
+        batch = ssl_batch(2, 6, 2)
+        batch.x_u = tuple(x * (1 + 3 * step) for x in batch.x_u)  # sharper predictions each step: the gate opens and closes
+        (x_l,), (weak, strong) = batch.x_l, batch.x_u
+        reference = copy.deepcopy(classifier)
+        logits = reference(torch.cat([x_l, weak, strong]))
+        q = logits[2:8].detach().softmax(dim=1)
+        confidence, pseudo = q.max(dim=1)
+        tau = 0.3 * tau + 0.7 * confidence.mean()
+        p_model = 0.3 * p_model + 0.7 * q.mean(dim=0)
+        counts = torch.tensor([(pseudo == k).sum().item() for k in range(K)], dtype=torch.float)
+        hist = 0.3 * hist + 0.7 * counts / 6
+        mask = (confidence >= (tau * p_model / p_model.max())[pseudo]).float()  # the class's share of the global threshold
+        unlabelled = (log_softmax_ce(logits[8:], pseudo) * mask).sum() / 6
+        passed = logits[8:][mask.bool()].softmax(dim=1)
+        if len(passed):
+            own = torch.tensor([(passed.argmax(dim=1) == k).sum().item() for k in range(K)], dtype=torch.float) / len(passed)
+            a = p_model / hist
+            a = a / a.sum()
+            b = passed.mean(dim=0) * torch.where(own > 0, 1 / own, torch.zeros(K))
+            b = b / b.sum()
+            fairness = (a * torch.log(b + 1e-12)).sum()
+        else:
+            fairness = torch.tensor(0.0)
+        loss = ce(logits[:2], batch.y_l) + 0.5 * unlabelled + 0.3 * fairness
+        expected = gradients(loss, list(reference.parameters()))
+        logs = freematch.train_step(batch, step=step)
+        expected_logs = {"loss": loss.item(), "labelled": ce(logits[:2], batch.y_l).item(), "unlabelled": unlabelled.item(),
+                         "fairness": fairness.item(), "mask": mask.mean().item(), "tau": tau.item()}  # fmt: skip
+        assert logs == pytest.approx(expected_logs, rel=1e-5, abs=1e-7)
+        assert_close(grads_of(classifier.parameters()), expected)
+    assert 0 < mask.sum() < 6 and fairness.item() != 0  # the last step's gate is neither shut nor open
+    state = freematch.extra_state()["threshold"]
+    assert torch.allclose(state["tau"], tau) and torch.allclose(state["p_model"], p_model) and torch.allclose(state["label_hist"], hist)
+
+
+def test_freematch_fairness_only_moves_the_strong_views_and_resumes_its_averages():
+    from aa_ssl.freematch import FreeMatch, SelfAdaptiveThreshold, fairness_loss, inverse
+
+    assert inverse(torch.tensor([0.0, 0.5])).tolist() == [0.0, 2.0]
+    weak = torch.zeros(2, K, requires_grad=True)
+    strong = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]], requires_grad=True)
+    value = fairness_loss(strong, torch.tensor([1.0, 1.0]), torch.tensor([0.5, 0.3, 0.2]), torch.tensor([0.5, 0.25, 0.25]))
+    p = strong.detach().softmax(dim=1)
+    a = torch.tensor([1.0, 1.2, 0.8]) / 3.0
+    b = p.mean(dim=0) * torch.tensor([2.0, 2.0, 0.0])  # each predicted class holds half; class 2 none
+    assert value.item() == pytest.approx((a * torch.log(b / b.sum() + 1e-12)).sum().item(), rel=1e-6)
+    value.backward()
+    assert weak.grad is None and torch.count_nonzero(strong.grad) > 0
+    assert fairness_loss(strong, torch.zeros(2), torch.ones(K) / K, torch.ones(K) / K).item() == 0.0
+    sat = SelfAdaptiveThreshold(4)
+    assert sat.tau.item() == 0.25 and sat.momentum == 0.999
+    defaults = FreeMatch.Options()
+    assert (defaults.lambda_u, defaults.lambda_f, defaults.ema_p, defaults.mu, defaults.weight_decay) == (1.0, 0.001, 0.999, 7, 5e-4)
+    first = FreeMatch(FreeMatch.Options(ema_p=0.5), tiny_classifier(), context(batch_size=2))
+    first.train_step(ssl_batch(2, 4, 2), step=0)
+    second = FreeMatch(FreeMatch.Options(ema_p=0.5), tiny_classifier(), context(batch_size=2))
+    second.load_extra_state(first.extra_state())
+    assert all(torch.equal(a, b) for a, b in zip(first.threshold.state_dict().values(), second.threshold.state_dict().values()))
+    assert second.threshold.tau.item() != 1 / K
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_softmatch_step_weighs_by_a_gaussian_of_the_uniformly_aligned_confidence(steps):
+    from aa_ssl.softmatch import SoftMatch
+
+    classifier = tiny_classifier()
+    options = SoftMatch.Options(lambda_u=0.5, ema_p=0.3, n_sigma=2.0, mu=3, ema_decay=0.99, ema_warmup=False)
+    softmatch = SoftMatch(options, classifier, context(total_steps=10, batch_size=2))
+    p_hat, mu, var = None, torch.tensor(1 / K), torch.tensor(1.0)
+    for step in range(steps):
+        batch = ssl_batch(2, 6, 2)
+        batch.x_u = tuple(x * (1 + 3 * step) for x in batch.x_u)
+        (x_l,), (weak, strong) = batch.x_l, batch.x_u
+        reference = copy.deepcopy(classifier)
+        logits = reference(torch.cat([x_l, weak, strong]))
+        q = logits[2:8].detach().softmax(dim=1)
+        p_hat = q.mean(dim=0) if p_hat is None else 0.3 * p_hat + 0.7 * q.mean(dim=0)  # the first batch starts it
+        aligned = q * (1 / K + 1e-6) / (p_hat + 1e-6)
+        c = (aligned / aligned.sum(dim=1, keepdim=True)).max(dim=1).values
+        mu = 0.3 * mu + 0.7 * c.mean()
+        var = 0.3 * var + 0.7 * ((c - c.mean()) ** 2).sum() / 5  # unbiased
+        weight = torch.where(c < mu, torch.exp(-((c - mu) ** 2) / (2 * var / 4)), torch.ones(6))
+        unlabelled = (log_softmax_ce(logits[8:], q.argmax(dim=1)) * weight).sum() / 6  # pseudo-label before alignment
+        loss = ce(logits[:2], batch.y_l) + 0.5 * unlabelled
+        expected = gradients(loss, list(reference.parameters()))
+        logs = softmatch.train_step(batch, step=step)
+        assert logs == pytest.approx({"loss": loss.item(), "labelled": ce(logits[:2], batch.y_l).item(), "unlabelled": unlabelled.item(),
+                                      "mask": weight.mean().item(), "mu": mu.item()}, rel=1e-5)  # fmt: skip
+        assert_close(grads_of(classifier.parameters()), expected)
+    assert (weight < 1).any() and (weight == 1).any()  # some below the mean are down-weighted, those above are not
+    state = softmatch.extra_state()
+    assert torch.allclose(state["alignment"]["p_model"], p_hat) and torch.allclose(state["weighting"]["var"], var)
+
+
+def test_softmatch_alignment_changes_the_weight_not_the_pseudo_label_and_resumes():
+    from aa_ssl.softmatch import SoftMatch, TruncatedGaussianWeight, UniformAlignment
+
+    align = UniformAlignment(2, momentum=0.5)
+    q = torch.tensor([[0.6, 0.4], [0.8, 0.2]])
+    align.update(q)
+    assert align.p_model.tolist() == pytest.approx([0.7, 0.3]) and bool(align.started)
+    aligned = align.align(q)  # class 0 over-predicted: divided down, so image 0's argmax flips
+    expected = q * 0.5 / torch.tensor([0.7, 0.3])
+    assert torch.allclose(aligned, expected / expected.sum(dim=1, keepdim=True), atol=1e-5) and aligned[0].argmax() == 1
+    align.update(torch.tensor([[0.2, 0.8], [0.2, 0.8]]))
+    assert align.p_model.tolist() == pytest.approx([0.45, 0.55])
+    gaussian = TruncatedGaussianWeight(4)
+    assert (gaussian.mu.item(), gaussian.var.item(), gaussian.n_sigma) == (0.25, 1.0, 2.0)
+    assert gaussian.weight(torch.tensor([0.25, 0.9])).tolist() == [1.0, 1.0]
+    assert gaussian.weight(torch.tensor([0.05])).item() == pytest.approx(math.exp(-(0.2**2) / (2 * 1.0 / 4)))
+    defaults = SoftMatch.Options()
+    assert (defaults.lambda_u, defaults.ema_p, defaults.n_sigma, defaults.mu) == (1.0, 0.999, 2.0, 7)
+    first = SoftMatch(SoftMatch.Options(ema_p=0.5), tiny_classifier(), context(batch_size=2))
+    first.train_step(ssl_batch(2, 4, 2), step=0)
+    second = SoftMatch(SoftMatch.Options(ema_p=0.5), tiny_classifier(), context(batch_size=2))
+    second.load_extra_state(first.extra_state())
+    assert bool(second.alignment.started) and torch.equal(second.weighting.mu, first.weighting.mu)
+    assert torch.equal(second.alignment.p_model, first.alignment.p_model)
+
+
 # ----------------------------------------------------------------------------------- MixMatch
 
 

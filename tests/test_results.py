@@ -142,9 +142,10 @@ def test_compare_averages_seeds_per_configuration(tmp_path):
     assert missing.stderr.strip() == f"error: {tmp_path / 'nowhere'} does not exist; name run folders or folders holding them"
 
 
-def labelled_run(folder, uda, seed, final, snd, entropy, infomax, dev):
-    """A finished run's record: ``final`` kept, its criteria and dev accuracy as given; the other
-    model's are extreme, so reading them instead would change every pick and regret below."""
+def labelled_run(folder, uda, seed, final, snd, entropy, infomax, dev, predicted=("x", "x", "y", "y"), confidence=0.9):
+    """A finished run's record: ``final`` kept, its criteria, dev accuracy and predictions of four
+    images as given; the other model's are extreme, so reading them instead would change every
+    pick and regret below."""
     other = "refine" if final == "adapt" else "adapt"
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "uda": {"name": uda}}))
@@ -152,6 +153,8 @@ def labelled_run(folder, uda, seed, final, snd, entropy, infomax, dev):
                "label_free": {final: {"snd": snd, "entropy": entropy, "infomax": infomax}, other: {"snd": 9, "entropy": 9, "infomax": 9}},
                "target_accuracy": {final: round(dev - 0.05, 4), other: 0.99}, "dev_accuracy": {final: dev, other: 0.99}}  # fmt: skip
     (folder / "metrics.json").write_text(json.dumps(metrics))
+    rows = "".join(f"{image},{category},{confidence}\n" for image, category in zip("abcd", predicted))
+    (folder / "predictions.csv").write_text("image,predicted,confidence\n" + rows)
 
 
 def test_compare_select_ranks_by_the_final_models_criterion_over_seeds_and_gives_the_regret(tmp_path):
@@ -180,6 +183,7 @@ def test_compare_select_ranks_by_the_final_models_criterion_over_seeds_and_gives
         "| entropy | uda.name=symnets | 0.6100 | 0.2400 | 0.5600 |",
         "| infomax | uda.name=dann | 0.8500 | 0.0000 | 0.8000 |",
         "| snd | uda.name=mcd | 0.7200 | 0.1300 | 0.6700 |",
+        "| ensv | uda.name=dann | 0.8500 | 0.0000 | 0.8000 |",  # every run predicts alike: a tie, the table's first
         "| dev accuracy (labels) | uda.name=dann | 0.8500 | 0.0000 | 0.8000 |",
     ]
 
@@ -200,6 +204,37 @@ def test_compare_select_ranks_by_the_final_models_criterion_over_seeds_and_gives
     folder = tmp_path / "sweep" / "mcd" / "seed1"
     assert str(caught.value) == (f"{folder} records no label-free criteria of its final model (metrics.json from an older aa); "
                                  f"rerun its evaluate stage with `aa evaluate {folder}`")  # fmt: skip
+
+
+def test_compare_select_ensv_ranks_runs_by_agreement_with_the_confidence_weighted_ensemble_of_all_runs(tmp_path):
+    runs = {  # (predictions of images a-d, confidence) of seeds 0 and 1; dev accuracy makes mcd best
+        "dann": (("x", "x", "y", "y"), 0.9, 0.80),
+        "mcd": (("x", "y", "y", "y"), 0.6, 0.90),
+        "symnets": (("y", "y", "x", "y"), 0.2, 0.70),
+    }
+    for uda, (predicted, confidence, dev) in runs.items():
+        for seed in (0, 1):
+            labelled_run(tmp_path / "sweep" / uda / f"seed{seed}", uda, seed, "adapt", 1.0, -1.0, 0.3, dev, predicted, confidence)
+    # image b: 4 votes for y (mcd, symnets) but x carries 2 x 0.9 = 1.8 > 2 x 0.6 + 2 x 0.2 = 1.6 -> x;
+    # the ensemble is x x y y: dann agrees on 4 of 4, mcd on 3, symnets on 1 (a plain vote would pick mcd)
+    proc = aa("compare", tmp_path / "sweep", "--select", "ensv", check=0)
+    rows = list(csv.DictReader(open(tmp_path / "sweep" / "compare.csv")))
+    assert [(r["rank"], r["pick"], r["configuration"], r["ensv"]) for r in rows] == [
+        ("1", "*", "uda.name=dann", "1.0000 ± 0.0000"),
+        ("2", "", "uda.name=mcd", "0.7500 ± 0.0000"),
+        ("3", "", "uda.name=symnets", "0.2500 ± 0.0000"),
+    ]
+    assert "best by dev accuracy: uda.name=mcd; regret 0.1000 (dev accuracy given up)" in proc.stdout.splitlines()
+    (tmp_path / "sweep" / "mcd" / "seed1" / "predictions.csv").write_text("image,predicted,confidence\na,x,0.5\n")
+    other = aa("compare", tmp_path / "sweep", "--select", "ensv")
+    assert other.returncode == 1 and other.stderr.strip() == (
+        f"error: {tmp_path / 'sweep' / 'mcd' / 'seed1'} predicted other images than the other runs; "
+        "--select ensv compares runs on one target")
+    (tmp_path / "sweep" / "mcd" / "seed1" / "predictions.csv").unlink()
+    missing = aa("compare", tmp_path / "sweep", "--select", "ensv")
+    folder = tmp_path / "sweep" / "mcd" / "seed1"
+    assert missing.returncode == 1 and missing.stderr.strip() == (
+        f"error: {folder / 'predictions.csv'} is missing; run `aa evaluate {folder}` to write it again, or leave the run out")
 
 
 def test_compare_select_on_a_real_sweep_picks_the_highest_snd_of_the_final_models(four_runs):

@@ -15,7 +15,7 @@ from aa_core.data.loaders import Loaders
 from aa_core.data.views import Views
 from aa_core.fingerprints import source_only_fingerprint
 from aa_core.run_folder import write_atomic
-from aa_core.selection import CheckpointSelector
+from aa_core.selection import CheckpointSelector, EnsembleSelector
 from aa_core.source_only import SourceOnly
 from aa_core.training.loop import skip, train_part
 from aa_core.training.predict import predict_probabilities
@@ -75,7 +75,11 @@ def selection(ctx: StageContext, algorithm, target_views):
     """A checkpoint selector and its callback, or (None, None) when the last step's model is kept."""
     if ctx.config.train.select == "last":
         return None, None
-    selector = CheckpointSelector(ctx.config.train.select)
+    criterion = ctx.config.train.select
+    if criterion == "ensv":  # ranks the checkpoints together: each is kept until the last is offered
+        selector = EnsembleSelector(ctx.folder.checkpoints / "adapt-candidates", ctx.accelerator)
+    else:
+        selector = CheckpointSelector(criterion)
 
     def checkpoint(step: int) -> None:
         predictor = algorithm.predictor()

@@ -2,8 +2,9 @@
 and ``metrics.json``.
 
 Every model the run trained predicts the target, and the zero-shot row where a VLM is set
-(``aa_core.zero_shot``); label-free criteria of its predictions are
-recorded, and where the run refines, ``final_model.choose`` keeps the refined or the adapted model.
+(``aa_core.zero_shot``); label-free criteria of its predictions are recorded (EnsV's against
+the ensemble of all of them), and where the run refines, ``final_model.choose`` keeps the
+refined or the adapted model.
 Accuracies are reported for every model the run trained, and only when the target folder has
 labels: ``target_accuracy`` on the test part of the labels, ``dev_accuracy`` on the development
 part (``data.dev_fraction``; the one that tuning may read). They are computed here, after all
@@ -21,6 +22,7 @@ from aa_core.csv_cells import read_csv, write_csv
 from aa_core.data.views import Views
 from aa_core.final_model import choose, label_free
 from aa_core.run_folder import MODELS, TRAINED, strict_json, write_atomic
+from aa_core.selection import ensemble_agreement
 from aa_core.trained import last_trained, trained_model
 from aa_core.training.predict import predict_probabilities
 from aa_core.zero_shot import zero_shot_probabilities
@@ -58,6 +60,7 @@ def run(ctx: StageContext) -> None:
     target = ctx.target
     images = Views(ctx.prepared(target.paths), [ctx.input_format.plain()])
     test, dev, criteria, predictions = {}, {}, {}, {}
+    total = None  # the candidates' summed probabilities: EnsV's ensemble
     for name in models(ctx):
         if name == "zero_shot":
             probabilities = zero_shot_probabilities(ctx)
@@ -65,12 +68,15 @@ def run(ctx: StageContext) -> None:
             model = accelerator.prepare_model(trained_model(ctx, name), evaluation_mode=True)
             probabilities = predict_probabilities(model, images, accelerator, num_workers=ctx.config.data.num_workers)
         criteria[name], predictions[name] = label_free(probabilities), probabilities.max(dim=1)
+        total = probabilities.float() if total is None else total + probabilities.float()
         if target.labels is not None:
             predicted = probabilities.argmax(dim=1)
             if target.test:
                 test[name] = accuracy(predicted, target.labels, target.test)
             if target.dev:
                 dev[name] = accuracy(predicted, target.labels, sorted(target.dev))
+    for name, agreement in zip(predictions, ensemble_agreement([predictions[name][1] for name in predictions], total)):
+        criteria[name]["ensv"] = round(agreement, 6)
     if not ctx.is_main:
         return
     final, reason = "adapt", "the run does not refine"

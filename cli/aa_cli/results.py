@@ -79,7 +79,8 @@ def register(app: typer.Typer, user_errors) -> None:
         runs: Annotated[list[Path], typer.Argument(help="Run folders, or folders holding them (a sweep's root).")],
         out: Annotated[Optional[Path], typer.Option("--out", help="Folder for compare.csv and .md (default: the first named).")] = None,
         select: Annotated[
-            Optional[str], typer.Option("--select", help="Rank by a label-free criterion (snd, infomax, entropy): the pick and its regret.")
+            Optional[str],
+            typer.Option("--select", help="Rank by a label-free criterion (snd, infomax, entropy, ensv): the pick and its regret."),
         ] = None,
     ):
         """One table: a row per configuration, mean ± std over seeds of source-only, adapt and refine accuracy."""

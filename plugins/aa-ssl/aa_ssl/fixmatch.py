@@ -54,8 +54,9 @@ class FixMatchLoss(torch.nn.Module):
         return loss, mask
 
 
-class FixMatchOptions(SGDOptions):
-    threshold: float = Field(0.95, description="tau: confidence a pseudo-label needs")
+class ConsistencyOptions(SGDOptions):
+    """FixMatch's options but its threshold: what FreeMatch and SoftMatch share with it (USB's configs)."""
+
     lambda_u: float = Field(1.0, description="weight of the unlabelled loss")
     mu: int = Field(7, ge=1, description="unlabelled images per labelled image in a batch")
     lr: float | None = Field(None, gt=0, description=f"{LR_SCRATCH}, or {LR_PRETRAINED} with a pretrained backbone")
@@ -65,8 +66,16 @@ class FixMatchOptions(SGDOptions):
     unlabelled: Literal["all", "unconfident"] = Field("all", description="which target images the consistency term sees")
 
 
+class FixMatchOptions(ConsistencyOptions):
+    threshold: float = Field(0.95, description="tau: confidence a pseudo-label needs")
+
+
 class FixMatch(SSLAlgorithm):
-    """Consistency between weak and strong views, gated by confidence."""
+    """Consistency between weak and strong views, gated by confidence.
+
+    FreeMatch and SoftMatch are this algorithm with another gate: they override
+    ``unlabelled_terms`` alone (the feed, optimiser, schedule and weight average are FixMatch's).
+    """
 
     Options = FixMatchOptions
 
@@ -77,7 +86,6 @@ class FixMatch(SSLAlgorithm):
 
     def __init__(self, options: FixMatchOptions, classifier, context: TrainingContext):
         super().__init__(options, classifier, context)
-        self.unlabelled_loss = FixMatchLoss(options.threshold)
         lr = options.lr or (LR_PRETRAINED if context.pretrained_backbone else LR_SCRATCH)
         rest = torch.nn.ModuleList([classifier.bottleneck, classifier.head])
         optimizer = sgd(
@@ -89,14 +97,24 @@ class FixMatch(SSLAlgorithm):
 
     def train_step(self, batch: SSLBatch, step: int) -> dict[str, float]:
         (x_l,), (x_weak, x_strong) = batch.x_l, batch.x_u
-        logits = self.classifier(torch.cat([x_l, x_weak, x_strong]))
+        logits = self.classifier(torch.cat([x_l, x_weak, x_strong]))  # one pass: batch norm over all three
         n_l, n_u = len(x_l), len(x_weak)
         labelled = F.cross_entropy(logits[:n_l], batch.y_l)
-        unlabelled, mask = self.unlabelled_loss(logits[n_l : n_l + n_u], logits[n_l + n_u :])
-        loss = labelled + self.options.lambda_u * unlabelled
+        unlabelled, logs = self.unlabelled_terms(logits[n_l : n_l + n_u], logits[n_l + n_u :])
+        loss = labelled + unlabelled
         self.update(loss)
         self.ema.update(self.context.accelerator.unwrap_model(self.classifier))
-        return {"loss": loss.item(), "labelled": labelled.item(), "unlabelled": unlabelled.item(), "mask": mask.mean().item()}
+        return {"loss": loss.item(), "labelled": labelled.item(), **{name: float(value) for name, value in logs.items()}}
+
+    def unlabelled_terms(self, logits_weak: torch.Tensor, logits_strong: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """What the unlabelled images add to the loss, weighted, and the values to log."""
+        unlabelled, mask = FixMatchLoss(self.options.threshold)(logits_weak, logits_strong)
+        return self.options.lambda_u * unlabelled, {"unlabelled": unlabelled.item(), "mask": mask.mean().item()}
+
+    def gathered(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` of every process's batch (USB's ``concat_all_gather``): running statistics
+        see the whole global batch, as on one device."""
+        return self.context.accelerator.gather(values)
 
     def predictor(self) -> torch.nn.Module:
         return self.ema.module
