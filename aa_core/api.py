@@ -29,6 +29,7 @@ Training helpers::
     param_groups             the same groups, for any torch optimizer
     fused                    fused=True where torch has fused optimizer kernels (CPU, CUDA)
     frozen                   with frozen(*modules): no gradients for their parameters
+    kept_statistics          with kept_statistics(module): batch norm's running statistics put back on leaving
     Dropout                  torch's dropout, its mask drawn faster on the CPU
     Update                   update(loss): zero-grad, backward, step, schedule
     EMA                      moving average of weights for prediction
@@ -79,6 +80,7 @@ if TYPE_CHECKING:  # for readers and type checkers; at run time they load on fir
     from aa_core.run_folder import file_digest
     from aa_core.training.ema import EMA
     from aa_core.training.frozen import frozen
+    from aa_core.training.kept_statistics import kept_statistics
     from aa_core.training.optim import Update, fused, param_groups, sgd, sgd_training
     from aa_core.training.schedules import cosine_decay, inverse_decay, lambda_lr, progress, sigmoid_ramp, warmup_cosine
 
@@ -104,6 +106,7 @@ _LAZY = {
     "Update": "aa_core.training.optim",
     "fused": "aa_core.training.optim",
     "frozen": "aa_core.training.frozen",
+    "kept_statistics": "aa_core.training.kept_statistics",
     "EMA": "aa_core.training.ema",
     "blank_credentials": "aa_core.credentials",
     "auto_dtype": "aa_core.dtypes",
@@ -145,6 +148,7 @@ __all__ = [
     "fused",
     "hookimpl",
     "inverse_decay",
+    "kept_statistics",
     "lambda_lr",
     "param_groups",
     "progress",

@@ -283,11 +283,15 @@ class Needs:
     a config naming another is refused before any work. ``default_backbone``: the timm model a
     UDA algorithm gets when the config names no ``model.backbone``. ``source_only_steps``: the
     source-only training a UDA algorithm starts from when the config sets no ``source_only.steps``.
+    ``views``: the named views (``SSLFeed``'s: ``"plain"``, ``"weak"``, ``"strong"``) of each
+    source and target image a UDA algorithm is fed, in place of ``data.adapt_view``'s one
+    (AdaMatch: ``("weak", "strong")``); its batches then hold a tuple of views per domain.
     """
 
     backbone: str | None = None
     default_backbone: str | None = None
     source_only_steps: int | None = None
+    views: tuple[str, ...] | None = None
 
 
 class TrainingAlgorithm(Implementation, ABC):
@@ -339,11 +343,12 @@ class TrainingAlgorithm(Implementation, ABC):
 
 @dataclass
 class UDABatch:
-    """Labelled source images and unlabelled target images (one augmented view each)."""
+    """Labelled source images and unlabelled target images: one augmented view each, or a tuple
+    of views in the order the algorithm's ``needs.views`` names them."""
 
-    x_s: torch.Tensor
+    x_s: torch.Tensor | tuple[torch.Tensor, ...]
     y_s: torch.Tensor
-    x_t: torch.Tensor
+    x_t: torch.Tensor | tuple[torch.Tensor, ...]
 
 
 @dataclass
@@ -374,8 +379,8 @@ class UDAAlgorithm(TrainingAlgorithm):
         """Pair batches: by default an independent random source batch and target batch."""
         source = data.loaders(data.source, self.context.batch_size)
         target = data.loaders(data.target, self.context.batch_size)
-        for (x_s, y_s), x_t in zip(source, target):
-            yield UDABatch(x_s, y_s, x_t)
+        for (*x_s, y_s), x_t in zip(source, target):
+            yield UDABatch(x_s[0] if len(x_s) == 1 else tuple(x_s), y_s, tuple(x_t) if isinstance(x_t, (list, tuple)) else x_t)
 
     def resume_batches(self, data: UDAData, done: int) -> Iterator[UDABatch]:
         """``batches(data)`` from step ``done`` on, for a run resumed from a checkpoint.

@@ -620,6 +620,109 @@ def test_nearest_both_ways_across_blocks_keeps_the_first_of_equals():
     assert source_of.tolist() == [0, 2]  # found in the third block; its equal in the fourth does not replace it
 
 
+# ----------------------------------------------------------------------------------- AdaMatch
+
+
+def test_adamatch_step_interpolates_source_logits_aligns_the_target_and_thresholds_relative_to_the_source():
+    """Three steps (warm-up weight 0, then 0.5, then 1 of 1 at total 4): every value and gradient by hand."""
+    from aa_uda.adamatch import AdaMatch
+
+    classifier = tiny_classifier()
+    options = AdaMatch.Options(uratio=2, lambda_u=0.7, ema_p=0.5, window=2, ema_decay=0.99, ema_warmup=False)
+    adamatch = AdaMatch(options, classifier, context(total_steps=4, batch_size=2))
+    norm = classifier.bottleneck[1]
+    p_source, window, masks = torch.full((K,), 1 / K), [torch.full((K,), 1 / K)] * 2, []
+    for step in range(3):
+        weak, strong, y = images(2, 10 + step), images(2, 20 + step), torch.tensor([0, 1])
+        target_weak, target_strong = images(4, 30 + step, 1.0) * (1 + step), images(4, 40 + step, 1.0)
+        batch = UDABatch((weak, strong), y, (target_weak, target_strong))
+        reference = copy.deepcopy(classifier)
+        ref_norm = reference.bottleneck[1]
+        saved = [b.clone() for b in (ref_norm.running_mean, ref_norm.running_var, ref_norm.num_batches_tracked)]
+        alone = reference(torch.cat([weak, strong]))  # batch norm over the source alone ...
+        for b, v in zip((ref_norm.running_mean, ref_norm.running_var, ref_norm.num_batches_tracked), saved):
+            b.data.copy_(v)  # ... its running statistics put back
+        joint = reference(torch.cat([weak, strong, target_weak, target_strong]))
+        torch.manual_seed(100 + step)
+        mix = torch.rand(4, K)
+        z = mix * alone + (1 - mix) * joint[:4]
+        p_s = z[:2].detach().softmax(dim=1)
+        p_t = joint[4:8].detach().softmax(dim=1)
+        p_source = 0.5 * p_source + 0.5 * p_s.mean(dim=0)
+        window = [window[1], p_t.mean(dim=0)]
+        aligned = p_t * (1e-6 + p_source) / (1e-6 + (window[0] + window[1]) / 2)
+        aligned = aligned / aligned.sum(dim=1, keepdim=True)
+        confidence, pseudo = aligned.max(dim=1)
+        mean_source = p_s.max(dim=1).values.mean()
+        tau = (confidence.sort().values[1] / mean_source).clamp(max=1.0).item()  # one image exactly at c_tau: >= keeps it
+        adamatch.options = adamatch.options.model_copy(update={"tau": tau})
+        threshold = tau * mean_source
+        mask = (confidence >= threshold).float()
+        source_loss = 0.5 * (ce(z[:2], y) + ce(z[2:], y))
+        target_loss = (log_softmax_ce(joint[8:], pseudo) * mask).sum() / 4
+        weight = 0.7 * (0.5 - 0.5 * math.cos(math.pi * min(1.0, 2 * step / 4)))
+        loss = source_loss + weight * target_loss
+        expected = gradients(loss, list(reference.parameters()))
+        torch.manual_seed(100 + step)
+        logs = adamatch.train_step(batch, step=step)
+        assert logs == pytest.approx({"loss": loss.item(), "source": source_loss.item(), "target": target_loss.item(),
+                                      "mask": mask.mean().item(), "threshold": threshold.item(), "weight": weight}, rel=1e-5)  # fmt: skip
+        assert_close(grads_of(classifier.parameters()), expected)
+        assert torch.allclose(norm.running_mean, ref_norm.running_mean, atol=1e-6)  # moved once, by the joint pass
+        assert norm.num_batches_tracked.item() == step + 1
+        assert lrs(adamatch.update) == pytest.approx([0.03 * math.cos(math.acos(0.25) * (step + 1) / 4)] * len(lrs(adamatch.update)))
+        masks.append(mask)
+    assert [0 < m.sum() < 4 for m in masks] == [True] * 3 and weight == pytest.approx(0.7)
+    state = adamatch.extra_state()["alignment"]
+    assert torch.allclose(state["p_source"], p_source) and state["seen"].item() == 3
+    assert torch.allclose(state["p_target_window"].mean(dim=0), (window[0] + window[1]) / 2)
+
+
+def test_adamatch_defaults_feed_and_resume():
+    from aa_uda.adamatch import AdaMatch, DistributionAlignment, decay_to_a_quarter, warmup
+
+    defaults = AdaMatch.Options()
+    assert (defaults.tau, defaults.uratio, defaults.lambda_u, defaults.ema_p, defaults.window) == (0.9, 3, 1.0, 0.999, 128)
+    assert (defaults.momentum, defaults.nesterov, defaults.weight_decay) == (0.9, False, 1e-3)
+    assert AdaMatch.needs.views == ("weak", "strong")
+    assert decay_to_a_quarter(0.0) == 1.0 and decay_to_a_quarter(1.0) == pytest.approx(0.25)
+    assert (warmup(0.0), warmup(0.25), warmup(0.5), warmup(0.9)) == pytest.approx((0.0, 0.5, 1.0, 1.0))
+    classifier = tiny_classifier()
+    adamatch = AdaMatch(AdaMatch.Options(), classifier, context(pretrained=True))
+    backbone = {id(p) for p in classifier.backbone.parameters()}
+    for group in adamatch.update.optimizer.param_groups:
+        slow = all(id(p) in backbone for p in group["params"])
+        assert group["lr"] == pytest.approx(0.003 * (0.1 if slow else 1.0))
+        assert group["weight_decay"] == (1e-3 if all(p.ndim > 1 for p in group["params"]) else 0.0)
+        assert not group["nesterov"] and group["momentum"] == 0.9
+    assert optimised(adamatch.update) == {id(p) for p in classifier.parameters()}
+
+    class Pairs(torch.utils.data.Dataset):  # (weak, strong[, label]) as the core's Views give them
+        def __init__(self, n, labelled):
+            self.n, self.labelled = n, labelled
+
+        def __len__(self):
+            return self.n
+
+        def __getitem__(self, i):
+            views = (torch.full((1, 2, 2), float(i)), torch.full((1, 2, 2), -float(i)))
+            return (*views, i % K) if self.labelled else views
+
+    data = UDAData(Pairs(6, True), Pairs(12, False), Loaders(ACCELERATOR, seed=0))
+    batch = next(AdaMatch(AdaMatch.Options(uratio=3), tiny_classifier(), context(batch_size=2)).batches(data))
+    (weak, strong), (t_weak, t_strong) = batch.x_s, batch.x_t
+    assert (len(weak), len(strong), len(batch.y_s), len(t_weak), len(t_strong)) == (2, 2, 2, 6, 6)
+    assert torch.equal(strong, -weak) and torch.equal(t_strong, -t_weak)  # each image's two views stay together
+    align = DistributionAlignment(2, momentum=0.5, window=2)
+    align.update(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.2, 0.8]]))
+    fresh = DistributionAlignment(2, momentum=0.5, window=2)
+    fresh.load_state_dict(align.state_dict())
+    q = torch.tensor([[0.5, 0.5]])
+    assert torch.equal(fresh.align(q), align.align(q))
+    expected = q * (1e-6 + torch.tensor([0.75, 0.25])) / (1e-6 + torch.tensor([0.35, 0.65]))
+    assert torch.allclose(align.align(q), expected / expected.sum(), atol=1e-6)
+
+
 # ----------------------------------------------------------------------------------- FixMatch
 
 
@@ -902,7 +1005,7 @@ def test_mixmatch_ramp_rates_and_feed():
 
 
 def test_kept_statistics_normalises_by_the_batch_and_restores_the_running_statistics():
-    from aa_ssl.kept_statistics import kept_statistics
+    from aa_core.api import kept_statistics
 
     norm = nn.BatchNorm1d(2, momentum=0.5)
     net = nn.Sequential(nn.Identity(), norm)

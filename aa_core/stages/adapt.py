@@ -57,6 +57,10 @@ def run(ctx: StageContext) -> None:
         save_weights(classifier, folder.weights("adapt"), accelerator)
         return
     cls, options = ctx.implementation("uda")
+    if cls.needs.views:  # the views the algorithm asks for, in place of data.adapt_view's one (source-only training keeps it)
+        chosen = [fmt.view(name) for name in cls.needs.views]
+        data.source, data.target = Views(images, chosen, labels=source.labels), Views(target, chosen)
+        data.plain_source, data.plain_target = Views(images, [fmt.plain()], labels=source.labels), Views(target, [fmt.plain()])
     algorithm = cls(options, cls.build_network(classifier, options), ctx.training_context(config.train.steps))
     selector, on_select = selection(ctx, algorithm, Views(target, [fmt.plain()]))
     batches = lambda done: algorithm.resume_batches(data, done)  # noqa: E731  (resume_batches(data, 0) is batches(data))

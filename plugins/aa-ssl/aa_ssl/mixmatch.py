@@ -47,8 +47,19 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from aa_core.api import EMA, Options, SSLAlgorithm, SSLBatch, SSLFeed, TrainingContext, Update, fused, param_groups, progress
-from aa_ssl.kept_statistics import kept_statistics
+from aa_core.api import (
+    EMA,
+    Options,
+    SSLAlgorithm,
+    SSLBatch,
+    SSLFeed,
+    TrainingContext,
+    Update,
+    fused,
+    kept_statistics,
+    param_groups,
+    progress,
+)
 
 
 def sharpen(p: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -4,9 +4,9 @@ In training mode a batch norm layer normalises with the batch's own mean and var
 its running estimates towards them: :math:`\\hat\\mu \\leftarrow (1 - m)\\,\\hat\\mu + m\\,\\mu_B`.
 Inside ``kept_statistics(module)`` the layers still normalise with the batch's statistics, but
 their running mean, variance and batch count are put back on leaving, so the extra passes
-(MixMatch's label guessing) do not count towards the estimates that predictions use. This is
-what the MixMatch reference does (its guessing passes' update ops are skipped) and USB's
-``bn_controller.freeze_bn``.
+(MixMatch's label guessing, AdaMatch's source-only pass) do not count towards the estimates
+that predictions use. This is what the MixMatch reference does (its guessing passes' update ops
+are skipped), USB's ``bn_controller.freeze_bn`` and AdaMatch's authors' saved-variables pass.
 """
 
 from __future__ import annotations
@@ -29,4 +29,6 @@ def kept_statistics(module: nn.Module) -> Iterator[None]:
         with torch.no_grad():
             for m, buffers in zip(norms, saved):
                 for name, value in buffers.items():
-                    getattr(m, name).copy_(value)
+                    # through .data: batch norm's backward holds these buffers, and a write that
+                    # bumped their version would fail it where the passes inside kept a graph (AdaMatch)
+                    getattr(m, name).data.copy_(value)
