@@ -286,12 +286,17 @@ class Needs:
     ``views``: the named views (``SSLFeed``'s: ``"plain"``, ``"weak"``, ``"strong"``) of each
     source and target image a UDA algorithm is fed, in place of ``data.adapt_view``'s one
     (AdaMatch: ``("weak", "strong")``); its batches then hold a tuple of views per domain.
+    ``source``: false for a UDA algorithm that adapts from the target alone (SHOT): its
+    ``UDAData.source`` is None, and a run that starts from the user's classifier
+    (``model.init``) then reads no source at all: it neither prompts nor generates, and its
+    source-only part is the classifier as it came (``source_only.steps`` 0).
     """
 
     backbone: str | None = None
     default_backbone: str | None = None
     source_only_steps: int | None = None
     views: tuple[str, ...] | None = None
+    source: bool = True
 
 
 class TrainingAlgorithm(Implementation, ABC):
@@ -357,10 +362,11 @@ class UDAData:
 
     ``plain_source`` and ``plain_target`` are the same images through the deterministic view,
     for an algorithm that labels or pairs them (CDTrans); None where ``source`` and ``target``
-    are plain already. ``plain()`` gives whichever applies.
+    are plain already. ``plain()`` gives whichever applies. ``source`` is None for an algorithm
+    whose ``needs.source`` is false.
     """
 
-    source: Dataset
+    source: Dataset | None
     target: Dataset
     loaders: Loaders
     plain_source: Dataset | None = None

@@ -180,9 +180,12 @@ def source_only_fingerprint(ctx: StageContext) -> str:
     The adapt stage keeps it apart in ``stages.json``: one source-only model serves every UDA
     algorithm trained from the same source.
     """
+    from aa_core.needs import reads_source
+
     data = ctx.config.data
     root = Path(data.source) if data.source is not None else ctx.folder.source
-    return fingerprint({"inputs": blanked(part_inputs(ctx, "source_only")), "source": folder_digest(root)})
+    source = folder_digest(root) if reads_source(ctx.config) else None  # the user's classifier as it came: no source read
+    return fingerprint({"inputs": blanked(part_inputs(ctx, "source_only")), "source": source})
 
 
 def zero_shot_fingerprint(ctx: StageContext) -> str:

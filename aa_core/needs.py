@@ -2,15 +2,21 @@
 
 Two moments: before fingerprints, the settings a config leaves unset are filled from the UDA
 algorithm's needs (``model.backbone``: its ``default_backbone``, else ``aa_small_cnn``;
-``source_only.steps``: its ``source_only_steps``, else 500), and ``config.yaml`` records the
-values; before any work, a backbone an algorithm cannot use is refused with one line.
+``source_only.steps``: its ``source_only_steps``, else 500; 0 where the run starts from the
+user's classifier and the algorithm needs no source), and ``config.yaml`` records the values;
+before any work, a backbone an algorithm cannot use is refused with one line.
+
+``reads_source`` says whether any training of a run reads the labelled source: where none does,
+the run neither prompts (unless a VLM's zero-shot classifier reads the prompts) nor generates.
 """
 
 from __future__ import annotations
 
 from aa_core.context import VLM_BACKBONE, StageContext
 from aa_core.errors import AAError
+from aa_core.kinds import chosen
 from aa_core.models.classifier import DEFAULT_BACKBONE
+from aa_core.plugins import plugin_manager
 
 DEFAULT_SOURCE_ONLY_STEPS = 500  # where neither the config nor the UDA algorithm says otherwise
 
@@ -23,12 +29,24 @@ def fill_defaults(ctx: StageContext) -> None:
     elif ctx.config.model.backbone is None:
         ctx.config.model.backbone = (needs and needs.default_backbone) or DEFAULT_BACKBONE
     if ctx.config.source_only.steps is None:
-        ctx.config.source_only.steps = (needs and needs.source_only_steps) or DEFAULT_SOURCE_ONLY_STEPS
+        if ctx.config.model.init is not None and needs is not None and not needs.source:
+            ctx.config.source_only.steps = 0  # the user's classifier is the source model: adapted from the target alone
+        else:
+            ctx.config.source_only.steps = (needs and needs.source_only_steps) or DEFAULT_SOURCE_ONLY_STEPS
     if ctx.config.model.backbone == VLM_BACKBONE and not ctx.active("vlm"):
         raise AAError("model.backbone=vlm trains a vision-language model's image tower; add --vlm clip --set vlm.model=...")
     own = ctx.network_format()
     if own is not None:  # a trained network's own input: its size, in colour
         ctx.config.data.image_size, ctx.config.data.channels = own[0], 3
+
+
+def reads_source(config) -> bool:
+    """Whether source-only training or the UDA algorithm reads the labelled source (an unsettled
+    ``source_only.steps`` counts as training)."""
+    if config.source_only.steps != 0:
+        return True
+    uda = chosen(config, "uda")
+    return bool(uda) and plugin_manager().load("uda", uda[0]).needs.source
 
 
 def check_init(ctx: StageContext) -> None:

@@ -30,21 +30,31 @@ from aa_core.errors import AAError
 from aa_core.fingerprints import fingerprints, source_only_fingerprint
 from aa_core.kinds import KINDS, chosen
 from aa_core.lock import writer_lock
-from aa_core.needs import check_backbones, fill_defaults
+from aa_core.needs import check_backbones, fill_defaults, reads_source
 from aa_core.plugins import plugin_manager
 from aa_core.run_folder import OUTPUTS, PARTS, REQUIRED, RunFolder, link_or_copy, strict_json, write_atomic
 from aa_core.stages import STAGE_NAMES
 
 STAGES = {name: importlib.import_module(f"aa_core.stages.{name}") for name in STAGE_NAMES}
 DERIVED_KEYS = ("plugins", "environment")  # written to config.yaml for the record, not read back
-SYNTHESIS = ("prompter", "generator", "filter")  # the kinds a real --source makes unnecessary
 
 logger = logging.getLogger("aa")
 
 
+def synthesises(config: Config) -> bool:
+    """Whether the run makes a synthetic source: no real one is given and some training reads one."""
+    return config.data.source is None and reads_source(config)
+
+
+def prompts_zero_shot(config: Config) -> bool:
+    """Whether a VLM's zero-shot classifier reads the run's prompts (``aa_core.zero_shot``) without a synthetic source to make them for."""
+    return config.data.source is None and bool(chosen(config, "vlm")) and config.vlm.template is None
+
+
 def active_stages(config: Config) -> list[str]:
-    """Stages this configuration runs: no prompts or generation for a real source, no refine without SSL."""
-    skip = {"prompts", "generate"} if config.data.source is not None else set()
+    """Stages this configuration runs: no prompts or generation for a real source or where no
+    training reads a source (prompts still where a VLM reads them), no refine without SSL."""
+    skip = set() if synthesises(config) else {"generate"} if prompts_zero_shot(config) else {"prompts", "generate"}
     if not chosen(config, "ssl"):
         skip.add("refine")
     return [stage for stage in STAGES if stage not in skip]
@@ -52,8 +62,10 @@ def active_stages(config: Config) -> list[str]:
 
 def chosen_kinds(config: Config) -> list[str]:
     """The kinds whose implementations this run loads."""
-    synthetic = config.data.source is None
-    return [kind for kind in KINDS if chosen(config, kind) and (synthetic or kind not in SYNTHESIS)]
+    stages = active_stages(config)
+    unused = {"generator", "filter"} if "generate" not in stages else set()
+    unused |= {"prompter"} if "prompts" not in stages else set()
+    return [kind for kind in KINDS if chosen(config, kind) and kind not in unused]
 
 
 def context(config: Config, root: str | Path) -> StageContext:
@@ -171,7 +183,9 @@ def run(config: Config, root: str | Path, only: list[str] | None = None, until: 
     fps = fingerprints(ctx, stages)
     inactive = [s for s in [*(only or []), *([until] if until else [])] if s not in fps]
     if inactive:
-        why = "with a real --source" if inactive[0] in ("prompts", "generate") else "with --ssl none"
+        why = "with --ssl none"
+        if inactive[0] in ("prompts", "generate"):
+            why = "with a real --source" if config.data.source is not None else "where no training reads a source (model.init, uda shot)"
         raise AAError(f"stage {inactive[0]} does not run {why}; change the config or pick another stage")
     folder.create()
     folder.claim(adopt, move=ctx.is_main)  # a folder aa did not make: refused before anything is written, or adopted

@@ -78,6 +78,8 @@ named=(
   "aa_ssl/mixmatch.py|        with kept_statistics(self.classifier):\n|        if True:\n|MixMatch: guessing passes update batch norm statistics"
   "aa_ssl/fixmatch.py|mask = (confidence >= self.threshold).float()|mask = (confidence >= self.threshold).float() * 0 + 1|FixMatch: no confidence mask"
   "aa_ssl/fixmatch.py|return self.options.lambda_u * unlabelled, {|return unlabelled, {|FixMatch: lambda_u ignored"
+  "aa_uda/shot.py|return entropy + (mean * torch.log(mean + EPSILON)).sum()|return entropy - (mean * torch.log(mean + EPSILON)).sum()|SHOT: diversity term's sign flipped"
+  "aa_uda/shot.py|        classifier.head.requires_grad_(False)  # the source hypothesis stays as it is|        pass|SHOT: the head trained"
   "aa_uda/adamatch.py|logits = mix * alone + (1 - mix) * joint[: len(source)]|logits = joint[: len(source)]|AdaMatch: no random logit interpolation"
   "aa_uda/adamatch.py|threshold = self.options.tau * p_source.max(dim=1).values.mean()|threshold = self.options.tau|AdaMatch: an absolute threshold"
   "aa_uda/adamatch.py|confidence, pseudo = aligned.max(dim=1)|confidence, pseudo = p_target.max(dim=1)|AdaMatch: no distribution alignment"

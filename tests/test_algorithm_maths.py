@@ -723,6 +723,81 @@ def test_adamatch_defaults_feed_and_resume():
     assert torch.allclose(align.align(q), expected / expected.sum(), atol=1e-6)
 
 
+# --------------------------------------------------------------------------------------- SHOT
+
+
+def test_shot_step_trains_the_extractor_on_information_maximisation_and_pseudo_labels_with_the_head_frozen():
+    from aa_uda.shot import SHOT, TargetBatch
+
+    classifier = tiny_classifier()
+    head = [p.detach().clone() for p in classifier.head.parameters()]
+    shot = SHOT(SHOT.Options(beta=0.4, im_weight=0.8), classifier, context(total_steps=10, batch_size=4))
+    x, y = images(6, 3, 0.5), torch.tensor([0, 1, 2, 2, 1, 0])
+    reference = copy.deepcopy(classifier)
+    logits = reference(x)
+    p = logits.softmax(dim=1)
+    entropy = -(p * torch.log(p + 1e-5)).sum(dim=1).mean()
+    mean = p.mean(dim=0)
+    im = entropy + (mean * torch.log(mean + 1e-5)).sum()  # mean entropy minus the entropy of the mean
+    loss = 0.4 * ce(logits, y) + 0.8 * im
+    expected = gradients(loss, [*reference.backbone.parameters(), *reference.bottleneck.parameters()])
+    logs = shot.train_step(TargetBatch(x, y), step=0)
+    assert logs == pytest.approx({"loss": loss.item(), "pseudo_label": ce(logits, y).item(), "im": im.item()}, rel=1e-5)
+    extractor = {id(q) for q in [*classifier.backbone.parameters(), *classifier.bottleneck.parameters()]}
+    assert_close(grads_of([*classifier.backbone.parameters(), *classifier.bottleneck.parameters()]), expected)
+    assert all(q.grad is None for q in classifier.head.parameters())  # the source hypothesis receives nothing ...
+    assert all(torch.equal(a, b) for a, b in zip(head, classifier.head.parameters()))  # ... and does not move
+    assert nonzero(grads_of(classifier.backbone.parameters())) and nonzero(grads_of(classifier.bottleneck.parameters()))
+    assert optimised(shot.update) == extractor
+    backbone = {id(q) for q in classifier.backbone.parameters()}
+    for group in shot.update.optimizer.param_groups:  # the backbone at a tenth though not pretrained: the authors' rule
+        slow = all(id(q) in backbone for q in group["params"])
+        assert group["lr"] == pytest.approx(0.01 * (0.1 if slow else 1.0) * (1 + 10 * 0.1) ** -0.75)
+        assert group["nesterov"] and group["momentum"] == 0.9 and group["weight_decay"] == 1e-3
+    defaults = SHOT.Options()
+    assert (defaults.beta, defaults.im_weight, defaults.refreshes, defaults.lr) == (0.3, 1.0, 15, 0.01)
+    assert not SHOT.needs.source
+
+
+def test_shot_labels_by_the_centroid_rule_refreshed_on_plain_views_and_resumed_from_the_checkpoint():
+    from aa_uda.centre_aware_pairs import shot_labels
+    from aa_uda.shot import SHOT
+
+    classifier = tiny_classifier()
+    plain = Tensors(images(10, 4, 0.2))
+    marked = Tensors(torch.arange(10.0)[:, None, None, None].expand(10, 1, 2, 2).contiguous())  # image i's pixels read i
+    data = UDAData(None, marked, Loaders(ACCELERATOR, seed=0), plain_target=plain)
+    shot = SHOT(SHOT.Options(refreshes=3), classifier, context(total_steps=6, batch_size=4))
+    labelled_at, drawn, made = [], [], shot.pseudo_labels
+
+    def watched(data):
+        labelled_at.append(step)
+        return made(data)
+
+    shot.pseudo_labels = watched
+    batches = shot.batches(data)  # 6 steps, 3 refreshes: new labels before steps 0, 2 and 4
+    for step in range(6):
+        if step == 2:  # what the labels must be: the centroid rule on plain views, the model in evaluation mode
+            classifier.eval()
+            with torch.no_grad():
+                f = classifier.bottleneck(classifier.backbone(plain.x))
+                expected = shot_labels(f, classifier.head(f))
+            classifier.train()
+        batch = next(batches)
+        index = batch.x_t[:, 0, 0, 0].long()
+        drawn.append(index)
+        assert len(index) == 4 and torch.equal(batch.y_t, shot.labels[index])
+        if step == 2:
+            assert torch.equal(shot.labels, expected) and classifier.training
+        shot.train_step(batch, step)
+    assert labelled_at == [0, 2, 4]
+    resumed = SHOT(SHOT.Options(refreshes=3), tiny_classifier(1), context(total_steps=6, batch_size=4))
+    resumed.load_extra_state(copy.deepcopy(shot.extra_state()))
+    resumed.pseudo_labels = lambda data: pytest.fail("inside a refresh the checkpoint's labels are used")
+    batch = next(resumed.resume_batches(data, 5))  # step 5, inside the refresh of step 4
+    assert torch.equal(batch.x_t[:, 0, 0, 0].long(), drawn[5]) and torch.equal(batch.y_t, shot.labels[drawn[5]])
+
+
 # ----------------------------------------------------------------------------------- FixMatch
 
 

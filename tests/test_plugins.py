@@ -14,8 +14,8 @@ def test_builtin_plugins_are_discovered_through_entry_points():
     plugins = listing()
     assert plugins["aa-prompters"]["names"] == {"prompter": ["template"]}
     assert plugins["aa-generators"]["names"] == {"generator": ["glyph"]}
-    assert plugins["aa-uda"]["names"] == {"uda": ["cdtrans", "dann", "mcd", "symnets"]}
-    assert plugins["aa-ssl"]["names"] == {"ssl": ["fixmatch", "mixmatch"]}
+    assert plugins["aa-uda"]["names"] == {"uda": ["adamatch", "cdtrans", "dann", "mcd", "shot", "symnets"]}
+    assert plugins["aa-ssl"]["names"] == {"ssl": ["fixmatch", "freematch", "mixmatch", "softmatch"]}
     assert plugins["aa-llm"]["names"] == {"prompter": ["llm"]}
     assert plugins["aa-vlm"]["names"] == {"vlm": ["clip"]}
     assert all(p["status"] == "loaded" and p["builtin"] for p in plugins.values())
@@ -101,7 +101,7 @@ def test_a_misspelled_name_suggests_the_closest():
     proc = aa("run", "--ssl", "fixmach")
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
-    assert last == "error: unknown ssl 'fixmach'. Did you mean 'fixmatch'? Choose one of: fixmatch, mixmatch"
+    assert last == "error: unknown ssl 'fixmach'. Did you mean 'fixmatch'? Choose one of: fixmatch, freematch, mixmatch, softmatch"
 
 
 def test_disable_env_var_turns_named_plugins_off():
@@ -125,7 +125,7 @@ def test_builtin_only_switch_disables_every_third_party_plugin():
 def test_unknown_name_fails_with_one_line_listing_the_choices():
     proc = aa("run", "--uda", "nosuch", fakes=["example:aa-entropy"])
     assert proc.returncode == 1
-    assert proc.stderr.strip() == "error: unknown uda 'nosuch'. Choose one of: cdtrans, dann, entropy, mcd, symnets"
+    assert proc.stderr.strip() == "error: unknown uda 'nosuch'. Choose one of: adamatch, cdtrans, dann, entropy, mcd, shot, symnets"
 
 
 def test_name_collision_is_an_error_naming_both_distributions(tmp_path):

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+import yaml
 from conftest import aa, read_json
 from PIL import Image
 
@@ -74,6 +75,30 @@ def test_every_stage_after_it_adapts_and_refines_it(tmp_path, tiny_config, small
     assert any(not torch.equal(start[k], adapted[k]) for k in start if k.startswith("backbone."))
     assert any(not torch.equal(adapted[k], refined[k]) for k in adapted if k.startswith("backbone."))
     assert set(read_json(out / "metrics.json")["target_accuracy"]) == {"source_only", "adapt", "refine"}
+
+
+def test_shot_adapts_the_users_classifier_from_the_target_alone_without_prompts_or_images(tmp_path, tiny_config, small_target, checkpoints):
+    from aa_core.runs import Run
+
+    settings = yaml.safe_load(tiny_config.read_text())
+    del settings["source_only"]  # left to SHOT: no source-only training of the user's classifier
+    tiny_config.write_text(yaml.safe_dump(settings))
+    out = tmp_path / "run"
+    proc = aa("run", "--config", tiny_config, "--target", small_target, "--out", out, "--set", f"model.init={checkpoints[0]}",
+              "--uda", "shot", "--ssl", "none", check=0)  # fmt: skip
+    assert "[prompts]" not in proc.stdout + proc.stderr and "[generate]" not in proc.stdout + proc.stderr
+    assert not (out / "prompts.jsonl").exists() and not (out / "source").exists()
+    assert list(read_json(out / "stages.json")) == ["source_only", "adapt", "evaluate"]
+    run = Run.open(out)
+    assert run.config.source_only.steps == 0 and "prompter" not in yaml.safe_load((out / "config.yaml").read_text())["plugins"]
+    start, adapted = (run.model(stage).state_dict() for stage in ("source_only", "adapt"))
+    heads = [k for k in start if k.startswith("head.")]
+    assert heads and all(torch.equal(start[k], adapted[k]) for k in heads)  # the source hypothesis as it came
+    assert any(not torch.equal(start[k], adapted[k]) for k in start if k.startswith("backbone."))
+    until = aa("run", "--config", tiny_config, "--target", small_target, "--out", out, "--set", f"model.init={checkpoints[0]}",
+               "--uda", "shot", "--ssl", "none", "--until", "generate", check=1)  # fmt: skip
+    assert until.stderr.strip() == "error: stage generate does not run where no training reads a source (model.init, uda shot); " \
+                                   "change the config or pick another stage"
 
 
 def test_a_category_the_checkpoint_lacks_or_a_second_network_is_one_line(tmp_path, tiny_config, small_target, checkpoints):

@@ -14,6 +14,7 @@ from aa_core.contracts import UDAData
 from aa_core.data.loaders import Loaders
 from aa_core.data.views import Views
 from aa_core.fingerprints import source_only_fingerprint
+from aa_core.needs import reads_source
 from aa_core.run_folder import write_atomic
 from aa_core.selection import CheckpointSelector, EnsembleSelector
 from aa_core.source_only import SourceOnly
@@ -28,17 +29,18 @@ def run(ctx: StageContext) -> None:
     if ctx.active("vlm"):  # the zero-shot row first: a VLM that cannot load fails before any training
         zero_shot_probabilities(ctx)
     fmt = ctx.input_format
-    source = ctx.source
+    source = ctx.source if reads_source(config) else None  # none read: the user's classifier, adapted from the target alone
     view = fmt.view(config.data.adapt_view)
-    images = ctx.prepared(source.paths)
+    images = ctx.prepared(source.paths) if source else None
     target = ctx.prepared(ctx.target.paths)  # one Prepared for training and selection
-    data = UDAData(
-        source=Views(images, [view], labels=source.labels),
-        target=Views(target, [view]),
-        loaders=Loaders(accelerator, config.seed, config.data.num_workers),
-    )
+
+    def views(chosen: list) -> tuple:
+        """The source (None where none is read) and the target through ``chosen`` views."""
+        return Views(images, chosen, labels=source.labels) if source else None, Views(target, chosen)
+
+    data = UDAData(*views([view]), loaders=Loaders(accelerator, config.seed, config.data.num_workers))
     if config.data.adapt_view != "plain":  # deterministic views for algorithms that label or pair images (CDTrans)
-        data.plain_source, data.plain_target = Views(images, [fmt.plain()], labels=source.labels), Views(target, [fmt.plain()])
+        data.plain_source, data.plain_target = views([fmt.plain()])
 
     classifier = ctx.new_classifier()
     source_fp = source_only_fingerprint(ctx)
@@ -58,9 +60,10 @@ def run(ctx: StageContext) -> None:
         return
     cls, options = ctx.implementation("uda")
     if cls.needs.views:  # the views the algorithm asks for, in place of data.adapt_view's one (source-only training keeps it)
-        chosen = [fmt.view(name) for name in cls.needs.views]
-        data.source, data.target = Views(images, chosen, labels=source.labels), Views(target, chosen)
-        data.plain_source, data.plain_target = Views(images, [fmt.plain()], labels=source.labels), Views(target, [fmt.plain()])
+        data.source, data.target = views([fmt.view(name) for name in cls.needs.views])
+        data.plain_source, data.plain_target = views([fmt.plain()])
+    if not cls.needs.source:
+        data.source = data.plain_source = None  # the algorithm adapts from the target alone
     algorithm = cls(options, cls.build_network(classifier, options), ctx.training_context(config.train.steps))
     selector, on_select = selection(ctx, algorithm, Views(target, [fmt.plain()]))
     batches = lambda done: algorithm.resume_batches(data, done)  # noqa: E731  (resume_batches(data, 0) is batches(data))
