@@ -17,7 +17,11 @@ Everything is loaded with ``weights_only=True``.
 Resuming at step :math:`k` rebuilds the algorithm as at step 0, replays the first :math:`k`
 batches without training (``resume_batches``: every data loader, sampler and augmentation
 worker ends where an uninterrupted run has it), then loads the saved state, random states last.
-On the CPU the resumed run's weights are bitwise those of an uninterrupted one.
+The replay starts from the random states the part started from (each checkpoint keeps them,
+``random-<i>.pt``'s ``start``): augmentations drawn in this process (no loader workers) then
+draw what they drew, though what ran before the part (source-only training, in the same stage)
+does not run again; a loader fetches one batch ahead, so the batch after the checkpoint is one
+of the replay's. On the CPU the resumed run's weights are bitwise those of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -110,6 +114,7 @@ class Checkpoints:
         self.accelerator = accelerator
         self.selector = selector
         self.log = log
+        self.start: dict | None = None  # the random states the part started from (``resume`` sets them)
 
     def latest(self) -> tuple[int, Path] | None:
         """The last complete checkpoint of these inputs, or None."""
@@ -126,16 +131,20 @@ class Checkpoints:
         latest = self.latest()
         if latest is None:
             self.remove()  # another inputs' checkpoints (this part's folder holds only what a run wrote)
+            self.start = random_states()
             return 0, fresh()
         step, path = latest
         state = load_tensors(path / "training.pt", self.folder)
         load_held_state(self.algorithm, state["algorithm"])  # before the replay: CDTrans replays from its pairs
         if self.selector is not None:
             self.selector.load_state_dict(state["selector"])
+        own = load_tensors(path / f"random-{self.accelerator.process_index}.pt", self.folder)
+        now, self.start = (own["now"], own["start"]) if "now" in own else (own, None)  # an older release kept ``now`` alone
+        if self.start is not None:
+            set_random_states(self.start)  # the replay draws what the part drew from its start
         batches = replay(step)
         self.accelerator.load_state(str(path))  # random states last: the replay drew from them
-        own = path / f"random-{self.accelerator.process_index}.pt"
-        set_random_states(load_tensors(own, self.folder))
+        set_random_states(now)
         if self.log is not None and self.accelerator.is_main_process and self.log.exists():
             with open(self.log, "r+") as f:
                 f.truncate(min(state["log_bytes"], os.path.getsize(self.log)))
@@ -152,7 +161,7 @@ class Checkpoints:
             tmp.mkdir(parents=True)
         accelerator.wait_for_everyone()
         accelerator.save_state(str(tmp))
-        torch.save(random_states(), tmp / f"random-{accelerator.process_index}.pt")
+        torch.save({"now": random_states(), "start": self.start}, tmp / f"random-{accelerator.process_index}.pt")
         accelerator.wait_for_everyone()  # every process's files are in before the folder is published
         if main:
             state = {

@@ -122,6 +122,8 @@ class AdaMatch(UDAAlgorithm):
         )
         self.alignment = DistributionAlignment(context.num_classes, options.ema_p, options.window).to(context.accelerator.device)
         self.ema = EMA(classifier, options.ema_decay, warmup=options.ema_warmup)
+        # lambda's draws apart from the global generator, which the views' augmentations draw from
+        self.generator = torch.Generator(context.accelerator.device).manual_seed(context.seed)
         self.classifier, optimizer = context.accelerator.prepare(classifier, optimizer)
         self.update = Update(optimizer, context.accelerator, lambda_lr(optimizer, context.total_steps, decay_to_a_quarter))
 
@@ -138,7 +140,7 @@ class AdaMatch(UDAAlgorithm):
         with kept_statistics(self.classifier):  # the source alone: its statistics normalise, the running ones stay
             alone = self.classifier(source)
         joint = self.classifier(torch.cat([source, target_weak, target_strong]))
-        mix = torch.rand_like(alone)
+        mix = torch.rand(alone.shape, generator=self.generator, device=alone.device, dtype=alone.dtype)
         logits = mix * alone + (1 - mix) * joint[: len(source)]
         logits_weak, logits_strong = logits[:n_b], logits[n_b:]
         target_logits_weak, target_logits_strong = joint[len(source) :].chunk(2)
