@@ -1,4 +1,4 @@
-"""Bare torch loops of aa's DANN, FixMatch and MixMatch, for benchmarks/peer.py.
+"""Bare torch loops of aa's DANN, FixMatch, FreeMatch, SoftMatch and MixMatch, for benchmarks/peer.py.
 
 Each is the algorithm's maths written straight onto torch: the same network, losses, optimizer
 (torch's default, unfused kernels), schedule and EMA rule as aa's ``train_step``, without aa's
@@ -88,6 +88,55 @@ def fixmatch(classifier, o, steps: int, lr: float):
         confidence, pseudo = logits[n : n + m].detach().softmax(dim=1).max(dim=1)
         unlabelled = (F.cross_entropy(logits[n + m :], pseudo, reduction="none") * (confidence >= o.threshold)).mean()
         loss = F.cross_entropy(logits[:n], batch.y_l) + o.lambda_u * unlabelled
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        schedule.step()
+        ema.update(classifier)
+
+    return step, ema.module
+
+
+def gated(classifier, o, steps: int, lr: float, num_classes: int, kind: str):
+    """FixMatch's loop with FreeMatch's (``kind="freematch"``) or SoftMatch's gate written inline."""
+    opt = torch.optim.SGD(groups(classifier, o.weight_decay), lr=lr, momentum=o.momentum, nesterov=o.nesterov)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_decay(progress(s, steps)))
+    ema = Ema(classifier, o.ema_decay)
+    m, k = o.ema_p, num_classes
+    state = {"tau": torch.tensor(1 / k), "p": torch.full((k,), 1 / k), "h": torch.full((k,), 1 / k),
+             "mu": torch.tensor(1 / k), "var": torch.tensor(1.0), "p_hat": None}  # fmt: skip
+    classifier.train()
+
+    def step(batch, _k: int) -> None:
+        (x_l,), (x_w, x_s) = batch.x_l, batch.x_u
+        logits = classifier(torch.cat([x_l, x_w, x_s]))
+        n, u = len(x_l), len(x_w)
+        q = logits[n : n + u].detach().softmax(dim=1)
+        confidence, pseudo = q.max(dim=1)
+        strong = logits[n + u :]
+        ce = F.cross_entropy(strong, pseudo, reduction="none")
+        if kind == "freematch":
+            state["tau"] = m * state["tau"] + (1 - m) * confidence.mean()
+            state["p"] = m * state["p"] + (1 - m) * q.mean(dim=0)
+            state["h"] = m * state["h"] + (1 - m) * torch.bincount(pseudo, minlength=k).float() / u
+            mask = (confidence >= state["tau"] * (state["p"] / state["p"].max())[pseudo]).float()
+            extra = torch.zeros(())
+            if mask.any():
+                passed = strong[mask.bool()].softmax(dim=1)
+                hist = torch.bincount(passed.argmax(dim=1), minlength=k).float() / len(passed)
+                a = state["p"] / state["h"]
+                b = passed.mean(dim=0) * torch.where(hist > 0, 1 / hist, torch.zeros_like(hist))
+                extra = o.lambda_f * ((a / a.sum()) * torch.log(b / b.sum() + 1e-12)).sum()
+        else:
+            mean = q.mean(dim=0)
+            state["p_hat"] = mean if state["p_hat"] is None else m * state["p_hat"] + (1 - m) * mean
+            aligned = q * (1 / k + 1e-6) / (state["p_hat"] + 1e-6)
+            c = (aligned / aligned.sum(dim=1, keepdim=True)).max(dim=1).values
+            state["mu"] = m * state["mu"] + (1 - m) * c.mean()
+            state["var"] = m * state["var"] + (1 - m) * c.var()
+            mask = torch.exp(-torch.clamp(c - state["mu"], max=0) ** 2 / (2 * state["var"] / o.n_sigma**2))
+            extra = torch.zeros(())
+        loss = F.cross_entropy(logits[:n], batch.y_l) + o.lambda_u * (ce * mask).mean() + extra
         opt.zero_grad()
         loss.backward()
         opt.step()

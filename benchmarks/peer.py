@@ -1,8 +1,8 @@
-"""aa's DANN and MCD against pytorch-adapt's, FixMatch and MixMatch against USB's, and bare torch loops.
+"""aa's DANN and MCD against pytorch-adapt's, FixMatch, FreeMatch, SoftMatch and MixMatch against USB's, and bare torch loops.
 
     bash benchmarks/peer_venvs.sh        # the peers, each in its own environment over aa's
     /tmp/aa-peer-adapt/bin/python benchmarks/peer.py --algorithms dann,mcd
-    /tmp/aa-peer-usb/bin/python benchmarks/peer.py --algorithms fixmatch,mixmatch
+    /tmp/aa-peer-usb/bin/python benchmarks/peer.py --algorithms fixmatch,freematch,softmatch,mixmatch
     options: [--steps 300] [--seeds 0,1,2] [--turn 50] [--keep DIR]
 
 Every library of a configuration trains the same network (aa's), from the same weights, on the
@@ -65,7 +65,7 @@ from torch import nn
 
 from aa_core.contracts import UDABatch, UDAData
 
-SSL = ("fixmatch", "mixmatch")
+SSL = ("fixmatch", "freematch", "softmatch", "mixmatch")
 
 
 def build(root: Path, seed: int, uda: str = "dann"):
@@ -325,6 +325,8 @@ def ssl_sides(ctx, steps: int, name: str) -> dict:
     sides["USB"] = Trainer(step, batches(), predict)
     if name == "fixmatch":
         step, net = bare_loops.fixmatch(copy.deepcopy(adapted), o, steps, lr)
+    elif name in ("freematch", "softmatch"):
+        step, net = bare_loops.gated(copy.deepcopy(adapted), o, steps, lr, len(ctx.categories), name)
     else:
         step, net = bare_loops.mixmatch(copy.deepcopy(adapted), o, steps, lr, len(ctx.categories), seed)
     sides["bare"] = Trainer(step, batches(), lambda x: net.eval()(x))

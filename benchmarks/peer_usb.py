@@ -1,4 +1,4 @@
-"""USB's (semilearn 0.3.2) FixMatch and MixMatch on aa's network and batches, for benchmarks/peer.py.
+"""USB's (semilearn 0.3.2) FixMatch, FreeMatch, SoftMatch and MixMatch on aa's network and batches, for benchmarks/peer.py.
 
 Runs in the environment ``benchmarks/peer_venvs.sh`` makes. USB is installed there without its
 dependencies (they would pull another torch); ``import_usb`` imports its algorithm classes
@@ -25,12 +25,12 @@ from argparse import Namespace
 
 from torch import nn
 
-KEPT_HOOKS = {"ParamUpdateHook", "EMAHook", "PseudoLabelingHook", "MaskingHook"}
+KEPT_HOOKS = {"ParamUpdateHook", "EMAHook", "PseudoLabelingHook", "MaskingHook", "DistAlignHook"}
 
 
 @functools.cache
 def import_usb():
-    """USB's FixMatch and MixMatch classes (see the module's docstring for what is left out)."""
+    """USB's algorithm classes by name (see the module's docstring for what is left out)."""
     import accelerate.tracking  # noqa: F401  before the empty wandb module exists: accelerate looks for the real one
     import transformers  # noqa: F401
 
@@ -47,11 +47,13 @@ def import_usb():
             module = importlib.import_module(f"semilearn.datasets.{part}")
             vars(datasets).update({k: v for k, v in vars(module).items() if not k.startswith("_")})
         from semilearn.algorithms.fixmatch import FixMatch
+        from semilearn.algorithms.freematch import FreeMatch
         from semilearn.algorithms.mixmatch import MixMatch
+        from semilearn.algorithms.softmatch import SoftMatch
     finally:
         for name in placeholders:
             sys.modules.pop(name)
-    return FixMatch, MixMatch
+    return {"fixmatch": FixMatch, "mixmatch": MixMatch, "freematch": FreeMatch, "softmatch": SoftMatch}
 
 
 def warmed_up(decay: float, updates: int) -> float:
@@ -75,7 +77,7 @@ def usb_algorithm(name: str, classifier, steps: int, batch_size: int, options, l
     """USB's ``name`` over a copy of ``classifier`` with aa's hyper-parameters, and a step on aa's ``SSLBatch``."""
     import copy
 
-    FixMatch, MixMatch = import_usb()
+    classes = import_usb()
 
     def net_builder(num_classes, pretrained=False, pretrained_path=None):
         return USBNet(copy.deepcopy(classifier))
@@ -86,15 +88,20 @@ def usb_algorithm(name: str, classifier, steps: int, batch_size: int, options, l
         gpu=None, rank=0, distributed=False, world_size=1, layer_decay=1.0, num_warmup_iter=0, use_pretrain=False,
         pretrain_path=None, use_wandb=False, use_aim=False, momentum=0.9, algorithm=name,
     )  # fmt: skip
+    sgd = dict(optim="SGD", lr=lr, weight_decay=options.weight_decay, ulb_loss_ratio=options.lambda_u, uratio=getattr(options, "mu", 1))
     if name == "fixmatch":
-        args = Namespace(**common, optim="SGD", lr=lr, weight_decay=options.weight_decay, ulb_loss_ratio=options.lambda_u,
-                         uratio=options.mu, T=1.0, p_cutoff=options.threshold, hard_label=True)  # fmt: skip
-        base = FixMatch
+        args = Namespace(**common, **sgd, T=1.0, p_cutoff=options.threshold, hard_label=True)
+    elif name == "freematch":  # USB's defaults for the rest: no quantile, no clipping
+        args = Namespace(**common, **sgd, T=0.5, hard_label=True, ema_p=options.ema_p, ent_loss_ratio=options.lambda_f,
+                         use_quantile=False, clip_thresh=False)  # fmt: skip
+    elif name == "softmatch":
+        args = Namespace(**common, **sgd, T=0.5, hard_label=True, dist_align=True, dist_uniform=True, ema_p=options.ema_p,
+                         n_sigma=options.n_sigma, per_class=False)  # fmt: skip
     else:
         args = Namespace(**common, optim="AdamW", lr=lr, weight_decay=options.weight_decay, ulb_loss_ratio=options.lambda_u,
                          uratio=1, T=options.temperature, unsup_warm_up=options.rampup, mixup_alpha=options.alpha,
                          mixup_manifold=False)  # fmt: skip
-        base = MixMatch
+    base = classes[name]
 
     class OnAAData(base):
         def set_dataset(self):  # aa's batches are fed step by step
