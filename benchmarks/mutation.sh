@@ -28,7 +28,7 @@ mkdir -p "$work/tests"
 rm -rf "$work/aa_uda" "$work/aa_ssl"
 cp -r "$repo/plugins/aa-uda/aa_uda" "$repo/plugins/aa-ssl/aa_ssl" "$work/"
 for t in "${tests[@]}"; do cp "$repo/$t" "$work/tests/"; done
-cp "$repo/tests/conftest.py" "$work/tests/"
+cp "$repo/tests/conftest.py" "$repo/tests/forkserver.py" "$work/tests/"  # conftest imports forkserver
 find "$work" -name __pycache__ -prune -exec rm -rf {} +
 cat > "$work/setup.cfg" <<EOF
 [mutmut]
