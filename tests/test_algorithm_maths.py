@@ -792,9 +792,13 @@ def test_shot_labels_by_the_centroid_rule_refreshed_on_plain_views_and_resumed_f
     assert labelled_at == [0, 2, 4]
     resumed = SHOT(SHOT.Options(refreshes=3), tiny_classifier(1), context(total_steps=6, batch_size=4))
     resumed.load_extra_state(copy.deepcopy(shot.extra_state()))
-    resumed.pseudo_labels = lambda data: pytest.fail("inside a refresh the checkpoint's labels are used")
-    batch = next(resumed.resume_batches(data, 5))  # step 5, inside the refresh of step 4
-    assert torch.equal(batch.x_t[:, 0, 0, 0].long(), drawn[5]) and torch.equal(batch.y_t, shot.labels[drawn[5]])
+    relabelled = []
+    resumed.pseudo_labels = lambda data: relabelled.append(True) or torch.zeros(10, dtype=torch.long)
+    batches = resumed.resume_batches(data, 3)  # step 3, inside the refresh of step 2: the checkpoint's labels
+    batch = next(batches)
+    assert torch.equal(batch.x_t[:, 0, 0, 0].long(), drawn[3]) and torch.equal(batch.y_t, shot.labels[drawn[3]]) and not relabelled
+    batch = next(batches)  # step 4 starts a refresh
+    assert relabelled == [True] and torch.equal(batch.x_t[:, 0, 0, 0].long(), drawn[4]) and not batch.y_t.any()
 
 
 # ----------------------------------------------------------------------------------- FixMatch
