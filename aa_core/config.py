@@ -163,9 +163,9 @@ class RefineConfig(Section):
     views: int = Field(4, ge=0)  # weak views averaged into each image's score
     # whose class probabilities the split ranks: the adapted model's, the VLM's zero-shot row's, or their mean
     teacher: Literal["adapted", "vlm", "ensemble"] = "adapted"
-    # the run's result: auto keeps the refined model only where label-free evidence says it is no
-    # worse than the adapted one (aa_core.final_model); refine, adapt or zero_shot (with a VLM) forces the choice
-    keep: Literal["auto", "refine", "adapt", "zero_shot"] = "auto"
+    # the run's result: auto keeps the candidate (start, adapted, refined, zero-shot) that label-free
+    # evidence ranks first (aa_core.final_model); a model's name forces it
+    keep: Literal["auto", "source_only", "adapt", "refine", "zero_shot"] = "auto"
 
 
 class TrackConfig(Section):

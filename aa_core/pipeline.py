@@ -121,6 +121,8 @@ def preflight(ctx: StageContext) -> None:
         check_tracker(tracker)
     if config.refine.keep == "zero_shot" and not ctx.active("vlm"):
         raise AAError("refine.keep=zero_shot keeps a vision-language model's zero-shot row; add --vlm clip --set vlm.model=...")
+    if config.refine.keep == "refine" and not chosen(config, "ssl"):
+        raise AAError("refine.keep=refine keeps the refined model, and this run does not refine; choose --ssl fixmatch or refine.keep=auto")
     if config.refine.teacher != "adapted" and not ctx.active("vlm") and chosen(config, "ssl"):
         raise AAError(f"refine.teacher={config.refine.teacher} needs a vision-language model; "
                       "add --vlm clip --set vlm.model=... or set refine.teacher=adapted")  # fmt: skip

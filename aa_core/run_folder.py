@@ -36,7 +36,10 @@ OUTPUTS = {
     "evaluate": ("predictions.csv", "metrics.json"),
 }
 TRAINED = ("source_only", "adapt", "refine")  # the parts that save a network (``<part>.safetensors``), in order
-MODELS = ("zero_shot", *TRAINED)  # what a run reports, in order: the zero-shot row (with a VLM), then each network
+# what a run reports, in order: the zero-shot row (with a VLM), the user's classifier as it came
+# (``init``, with ``model.init`` where source-only training changes it; nothing saved, it is the
+# checkpoint itself), then each network trained
+MODELS = ("zero_shot", "init", *TRAINED)
 # what must still be there for a completed stage to be reused: one deleted by hand makes it run again
 REQUIRED = {
     "prompts": ("prompts.jsonl",),

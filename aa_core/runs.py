@@ -17,6 +17,7 @@ of the core, so the core can change inside without its tools noticing::
                                 the sections naming an implementation; their keys that are not its options
     load_config, parse_set, RunFolder, OUTPUTS, write_atomic, is_image, AAError
     write_csv, read_csv         CSV files safe in a spreadsheet (formula cells quoted), written whole
+    told(metrics)               what aa says of the run's final model: which was kept, why, and what to do
     MODELS                      what a run reports, in order: zero_shot (with a VLM), source_only, adapt, refine
 """
 
@@ -28,12 +29,13 @@ from aa_core.config import IMPLEMENTATION_SECTIONS, Config, load_config, parse_s
 from aa_core.csv_cells import read_csv, write_csv
 from aa_core.data.image_folder import is_image, open_image, shown_name
 from aa_core.errors import AAError
+from aa_core.final_model import told
 from aa_core.lock import writer_lock
 from aa_core.run_folder import MODELS, OUTPUTS, RunFolder, walk_files, write_atomic
 
 __all__ = [
     "AAError", "IMPLEMENTATION_SECTIONS", "MODELS", "OUTPUTS", "Run", "RunFolder", "core_keys", "execute", "is_image", "load_config",
-    "open_image", "own_backbone_source", "parse_set", "read_csv", "recorded_config", "shown_name", "walk_files", "write_atomic",
+    "open_image", "own_backbone_source", "parse_set", "read_csv", "recorded_config", "shown_name", "told", "walk_files", "write_atomic",
     "write_csv", "writer_lock",
 ]  # fmt: skip
 
@@ -121,7 +123,7 @@ class Run:
 
         stage = stage or self.final_stage
         saved = self.folder.zero_shot_head if stage == "zero_shot" else self.folder.weights(stage)
-        if not saved.is_file():
+        if stage != "init" and not saved.is_file():  # init: the user's checkpoint, nothing saved
             raise AAError(f"{self.folder.root} has no trained model yet ({stage}.safetensors); "
                           f"finish it with `aa run --out {self.folder.root}`")  # fmt: skip
         return trained_model(self.ctx, stage).eval()

@@ -47,11 +47,14 @@ def network(ctx: StageContext, stage: str) -> torch.nn.Module:
 
 def trained_model(ctx: StageContext, stage: str) -> torch.nn.Module:
     """``stage``'s network with the weights it saved (``<stage>.safetensors``); ``zero_shot``: the
-    VLM's tower with the zero-shot classifier as its head (``zero_shot_head.safetensors``)."""
+    VLM's tower with the zero-shot classifier as its head (``zero_shot_head.safetensors``); ``init``:
+    the user's classifier (``model.init``) as it came."""
     if stage == "zero_shot":
         from aa_core.models.vlm_classifier import vlm_classifier
 
         return vlm_classifier(ctx.folder.zero_shot_head, *ctx.implementation("vlm"), len(ctx.categories))
     with torch.random.fork_rng(devices=[]):
+        if stage == "init":  # the user's checkpoint itself, as it came
+            return ctx.new_classifier(for_training=False)
         net = network(ctx, stage)
     return load_weights(net, ctx.folder.weights(stage))

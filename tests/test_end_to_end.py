@@ -69,15 +69,22 @@ def test_refine_keep_chooses_the_final_model_without_retraining(tiny_run, tmp_pa
     metrics = read_json(out / "metrics.json")
     final = metrics["final"]
     assert set(metrics["label_free"]) == {"source_only", "adapt", "refine"}
-    assert f"final model: {final['model']} ({final['reason']})" in proc.stdout
+    ranked = ("source_only", "adapt", "refine")
+    assert final["rule"] == "split+ensv" and final["model"] in ranked and final["runner_up"] in ranked
+    assert final["runner_up"] != final["model"]
+    assert f"final model: {final['model']} ({final['reason']}; runner-up {final['runner_up']})" in proc.stdout
+    assert ("the final model is not the refined one: for a better one, try" in proc.stdout) == (final["model"] != "refine")
     assert Run.open(out).final_stage == final["model"]
     predictions = (out / "predictions.csv").read_text()
-    for keep in ("adapt", "refine"):
+    for keep in ranked:
         forced = tmp_path / keep
         shutil.copytree(out, forced)
         proc = aa("run", "--config", tiny_config, "--target", small_target, "--out", forced, "--set", f"refine.keep={keep}", check=0)
         assert stage_lines(proc.stderr) == {**{s: "reused" for s in ("prompts", "generate", "adapt", "refine")}, "evaluate": "done"}
-        assert read_json(forced / "metrics.json")["final"] == {"model": keep, "reason": f"refine.keep is {keep}"}
+        runner_up = "adapt" if keep == "refine" else "refine"  # the last stage trained that is not the one forced
+        assert read_json(forced / "metrics.json")["final"] == {"model": keep, "runner_up": runner_up, "rule": "refine.keep",
+                                                               "reason": f"refine.keep is {keep}"}  # fmt: skip
+        assert "the final model is not the refined one" not in proc.stdout  # the user chose it
         assert Run.open(forced).final_stage == keep
         if keep == final["model"]:
             assert (forced / "predictions.csv").read_text() == predictions

@@ -1,11 +1,11 @@
-"""The label-free choice of the run's final model (``aa_core.final_model``)."""
+"""The label-free choice of the run's final model among every candidate (``aa_core.final_model``)."""
 
 import math
 
 import pytest
 import torch
 
-from aa_core.final_model import choose, label_free
+from aa_core.final_model import ADVICE, AUTO, RULES, Evidence, choose, label_free, told
 
 
 def test_label_free_criteria_by_hand():
@@ -17,9 +17,76 @@ def test_label_free_criteria_by_hand():
     assert values["snd"] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_the_refined_model_is_kept_only_after_a_reliable_split_unless_forced():
-    assert choose("auto", True) == ("refine", "the confident split was reliable")
-    kept, why = choose("auto", False)
-    assert kept == "adapt" and "unreliable" in why
-    assert choose("refine", False) == ("refine", "refine.keep is refine")
-    assert choose("adapt", True) == ("adapt", "refine.keep is adapt")
+def values(ensv: float, snd: float = 0.0, entropy: float = 0.0, infomax: float = 0.0) -> dict[str, float]:
+    return {"entropy": entropy, "infomax": infomax, "snd": snd, "ensv": ensv}
+
+
+# issue 38's run: adaptation made the model worse; SND ranks the start first, entropy and infomax refine
+HURT = {"source_only": values(0.80, snd=4.41, entropy=-0.9, infomax=1.1), "adapt": values(0.70, snd=3.77, entropy=-0.8, infomax=1.2),
+        "refine": values(0.75, snd=4.04, entropy=-0.5, infomax=1.4)}  # fmt: skip
+
+
+def test_the_default_rule_is_the_split_then_ensv_and_every_rule_is_listed():
+    assert AUTO == "split+ensv"
+    assert set(RULES) == {"split", "entropy", "infomax", "snd", "ensv", "split+entropy", "split+infomax", "split+snd", "split+ensv"}
+
+
+def test_the_split_rule_keeps_refine_after_a_reliable_split_and_adapt_after_an_unreliable_one():
+    assert choose("auto", Evidence(HURT, reliable=True), "split").model == "refine"
+    kept = choose("auto", Evidence(HURT, reliable=False), "split")
+    assert (kept.model, kept.runner_up, kept.rule) == ("adapt", "refine", "split") and "unreliable" in kept.reason
+
+
+def test_one_criterion_ranks_every_candidate_highest_first():
+    assert choose("auto", Evidence(HURT, False), "snd").model == "source_only"  # 4.41 > 4.04 > 3.77
+    assert choose("auto", Evidence(HURT, False), "snd").runner_up == "refine"
+    assert choose("auto", Evidence(HURT, False), "entropy").model == "refine"  # -0.5 > -0.8 > -0.9
+    assert choose("auto", Evidence(HURT, False), "ensv").model == "source_only"  # 0.80 > 0.75 > 0.70
+
+
+def test_adaptation_that_made_the_start_worse_is_caught_and_the_start_kept():
+    """The split is unreliable, so refine is out; adapt's EnsV 0.70 is below the start's 0.80."""
+    final = choose("auto", Evidence(HURT, reliable=False))
+    assert (final.model, final.runner_up, final.rule) == ("source_only", "adapt", "split+ensv")
+    assert final.reason == "adapt's ensv is below source_only's: adaptation left the model worse than its start by the label-free evidence"
+
+
+def test_refinement_is_kept_where_the_split_is_reliable_and_it_agrees_more_than_its_start():
+    better = {**HURT, "refine": values(0.85)}
+    final = choose("auto", Evidence(better, reliable=True))
+    assert (final.model, final.runner_up) == ("refine", "source_only")
+    assert final.reason == "the confident split was reliable, and its ensv is above source_only's"
+    # below its start, the refined model is not kept either: refinement's negative transfer
+    worse = choose("auto", Evidence(HURT, reliable=True))
+    assert worse.model == "source_only" and worse.reason.startswith("refine's ensv is below source_only's: refinement left")
+
+
+def test_the_zero_shot_row_is_a_candidate_and_a_tie_keeps_the_later_stage():
+    with_vlm = {"zero_shot": values(0.90), **HURT, "refine": values(0.85)}
+    final = choose("auto", Evidence(with_vlm, reliable=True))
+    assert (final.model, final.runner_up) == ("zero_shot", "refine")
+    assert final.reason == ("refine's ensv is below zero_shot's: "
+                            "the zero_shot model is better than the refine one by the label-free evidence")
+    tied = {"source_only": values(0.8), "adapt": values(0.8)}  # a run without refinement: adapt against its start
+    final = choose("auto", Evidence(tied, reliable=None))
+    assert (final.model, final.runner_up) == ("adapt", "source_only")
+    assert final.reason == "the run does not refine, and its ensv is above source_only's"
+
+
+def test_refine_keep_forces_a_candidate_whatever_the_evidence():
+    final = choose("refine", Evidence(HURT, reliable=False))
+    assert final.record() == {"model": "refine", "runner_up": "adapt", "rule": "refine.keep", "reason": "refine.keep is refine"}
+    assert choose("source_only", Evidence(HURT, reliable=True)).runner_up == "refine"
+
+
+def test_the_user_is_told_which_model_was_kept_why_and_what_to_do():
+    caught = choose("auto", Evidence(HURT, reliable=False)).record()
+    lines = told({"final": caught, "split": {}})
+    assert lines[0] == f"final model: source_only ({caught['reason']}; runner-up adapt)"
+    assert lines[1] == f"the final model is not the refined one: {ADVICE}"
+    assert "--uda none" in ADVICE and "--vlm clip" in ADVICE and "model.backbone" in ADVICE
+    kept = choose("auto", Evidence({**HURT, "refine": values(0.85)}, reliable=True)).record()
+    assert told({"final": kept, "split": {}}) == [f"final model: refine ({kept['reason']}; runner-up source_only)"]
+    forced = choose("adapt", Evidence(HURT, reliable=True)).record()
+    assert len(told({"final": forced, "split": {}})) == 1  # the user chose it: nothing to advise
+    assert told({"final": {"model": "adapt", "reason": "an older run"}}) == ["final model: adapt (an older run)"]

@@ -91,6 +91,7 @@ def test_the_report_escapes_every_value_it_shows_and_skips_what_an_edit_broke(fo
     metrics = json.loads((run / "metrics.json").read_text())
     metrics["target_accuracy"]["adapt"] = "<script>alert(1)</script>"
     metrics["seconds"] = {"<b>adapt</b>": "soon"}
+    metrics["final"]["reason"] = "<i>edited</i>"
     (run / "metrics.json").write_text(json.dumps(metrics))
     recorded = yaml.safe_load((run / "config.yaml").read_text())
     recorded["plugins"]["<img src=x onerror=alert(2)>"] = {"name": "dann", "distribution": "aa-uda", "version": "1"}
@@ -104,6 +105,7 @@ def test_the_report_escapes_every_value_it_shows_and_skips_what_an_edit_broke(fo
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<img src=x onerror" not in page and "&lt;img src=x onerror=alert(2)&gt;" in page
     assert "<b>adapt</b>" not in page and "&lt;b&gt;adapt&lt;/b&gt; soon s" in page
+    assert "<i>edited" not in page and f"<p>final model: {metrics['final']['model']} (&lt;i&gt;edited&lt;/i&gt;; runner-up " in page
 
 
 def test_an_edited_metrics_or_config_file_is_one_line_in_every_tool(formula_run, tmp_path):

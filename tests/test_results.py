@@ -174,6 +174,8 @@ def test_compare_select_ranks_by_the_final_models_criterion_over_seeds_and_gives
         ("3", "", "uda.name=symnets", "1.7500 ± 0.3536"),
     ]
     assert rows[0]["dev final"] == "0.7200 ± 0.0283" and rows[1]["final"] == "0.8000 ± 0.0707"
+    # the final model's regret among the run's own models: the other one scores 0.99 on both halves
+    assert rows[0]["dev final regret"] == "0.2700 ± 0.0283" and rows[0]["final regret"] == "0.3200 ± 0.0283"
     lines = proc.stdout.splitlines()
     assert "picked by snd: uda.name=mcd" in lines
     assert "best by dev accuracy: uda.name=dann; regret 0.1300 (dev accuracy given up)" in lines

@@ -66,6 +66,8 @@ def test_the_run_starts_from_the_users_classifier_as_it_is(tmp_path, tiny_config
 
 
 def test_every_stage_after_it_adapts_and_refines_it(tmp_path, tiny_config, small_target, checkpoints):
+    from transformers import ViTForImageClassification
+
     from aa_core.runs import Run
 
     out = tmp_path / "run"
@@ -74,7 +76,14 @@ def test_every_stage_after_it_adapts_and_refines_it(tmp_path, tiny_config, small
     start, adapted, refined = (run.model(stage).state_dict() for stage in ("source_only", "adapt", "refine"))
     assert any(not torch.equal(start[k], adapted[k]) for k in start if k.startswith("backbone."))
     assert any(not torch.equal(adapted[k], refined[k]) for k in adapted if k.startswith("backbone."))
-    assert set(read_json(out / "metrics.json")["target_accuracy"]) == {"source_only", "adapt", "refine"}
+    metrics = read_json(out / "metrics.json")
+    # the user's classifier as it came is a candidate of its own: source-only training changed it
+    assert set(metrics["target_accuracy"]) == set(metrics["label_free"]) == {"init", "source_only", "adapt", "refine"}
+    assert metrics["final"]["model"] in metrics["label_free"]
+    pixels = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        theirs = ViTForImageClassification.from_pretrained(checkpoints[0]).eval()(pixel_values=pixels).logits[:, 1:11]
+        torch.testing.assert_close(run.model("init")(pixels), theirs, atol=1e-5, rtol=1e-5)
 
 
 def test_shot_adapts_the_users_classifier_from_the_target_alone_without_prompts_or_images(tmp_path, tiny_config, small_target, checkpoints):

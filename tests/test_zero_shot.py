@@ -248,7 +248,8 @@ def test_refine_keep_zero_shot_makes_the_row_the_final_model_that_predict_uses(t
     out = tmp_path / "run"
     args = ("--config", tiny_config, "--target", small_target, "--out", out, "--vlm", "clip", "--set", f"vlm.model={clip_model}")
     aa("run", *args, "--set", "refine.keep=zero_shot", check=0)
-    assert read_json(out / "metrics.json")["final"] == {"model": "zero_shot", "reason": "refine.keep is zero_shot"}
+    assert read_json(out / "metrics.json")["final"] == {"model": "zero_shot", "runner_up": "refine", "rule": "refine.keep",
+                                                       "reason": "refine.keep is zero_shot"}  # fmt: skip
     q = load_file(out / "zero_shot.safetensors")["logits"].softmax(dim=1)
     with open(out / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -3,8 +3,8 @@ and ``metrics.json``.
 
 Every model the run trained predicts the target, and the zero-shot row where a VLM is set
 (``aa_core.zero_shot``); label-free criteria of its predictions are recorded (EnsV's against
-the ensemble of all of them), and where the run refines, ``final_model.choose`` keeps the
-refined or the adapted model.
+the ensemble of all of them), and ``final_model.choose`` keeps one of them as the run's result
+(``final`` in ``metrics.json``: the model, the runner-up, the rule and its reason).
 Accuracies are reported for every model the run trained, and only when the target folder has
 labels: ``target_accuracy`` on the test part of the labels, ``dev_accuracy`` on the development
 part (``data.dev_fraction``; the one that tuning may read). They are computed here, after all
@@ -20,7 +20,7 @@ import torch
 from aa_core.context import StageContext
 from aa_core.csv_cells import read_csv, write_csv
 from aa_core.data.views import Views
-from aa_core.final_model import choose, label_free
+from aa_core.final_model import Evidence, choose, label_free
 from aa_core.run_folder import MODELS, TRAINED, strict_json, write_atomic
 from aa_core.selection import ensemble_agreement
 from aa_core.trained import last_trained, trained_model
@@ -50,9 +50,12 @@ def split_report(ctx: StageContext) -> dict:
 
 
 def models(ctx: StageContext) -> list[str]:
-    """What the evaluation reports, in ``MODELS`` order: the zero-shot row where a VLM is set, then every network trained."""
+    """What the evaluation reports, in ``MODELS`` order: the zero-shot row where a VLM is set, the
+    user's classifier as it came where source-only training changed it, then every network trained."""
     trained = TRAINED[: TRAINED.index(last_trained(ctx)) + 1]
-    return [name for name in MODELS if name in trained or (name == "zero_shot" and ctx.active("vlm"))]
+    untouched = ctx.config.model.init is not None and ctx.config.source_only.steps != 0
+    extra = {"zero_shot": ctx.active("vlm"), "init": untouched}
+    return [name for name in MODELS if name in trained or extra.get(name)]
 
 
 def run(ctx: StageContext) -> None:
@@ -79,17 +82,13 @@ def run(ctx: StageContext) -> None:
         criteria[name]["ensv"] = round(agreement, 6)
     if not ctx.is_main:
         return
-    final, reason = "adapt", "the run does not refine"
-    if ctx.config.refine.keep == "zero_shot":
-        final, reason = "zero_shot", "refine.keep is zero_shot"
-    elif ctx.active("ssl"):
-        reliable = json.loads(ctx.folder.split_stats.read_text())["reliable"]
-        final, reason = choose(ctx.config.refine.keep, reliable)
-    confidence, predicted = predictions[final]
+    reliable = json.loads(ctx.folder.split_stats.read_text())["reliable"] if ctx.active("ssl") else None
+    final = choose(ctx.config.refine.keep, Evidence(criteria, reliable))
+    confidence, predicted = predictions[final.model]
     rows = ([name, ctx.categories[k], f"{p:.4f}"] for name, k, p in zip(target.names, predicted.tolist(), confidence.tolist()))
     write_csv(ctx.folder.predictions, ["image", "predicted", "confidence"], rows)
     metrics = {"target_images": len(target.paths), "labelled_target": target.labels is not None}
-    metrics["final"] = {"model": final, "reason": reason}
+    metrics["final"] = final.record()
     metrics["label_free"] = criteria
     if test:
         metrics["target_accuracy"] = test

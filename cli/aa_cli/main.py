@@ -160,8 +160,11 @@ def print_metrics(metrics: dict, out: Path) -> None:
                 typer.echo(f"  {name:<12} {accuracy[name]:.4f}" + (f"  {dev[name]:.4f}" if name in dev else ""))
     else:
         typer.echo("\nthe target has no labels: see predictions.csv")
-    if "split" in metrics:  # the run refined: say which model is its result
-        typer.echo(f"final model: {metrics['final']['model']} ({metrics['final']['reason']})")
+    if "final" in metrics:
+        from aa_core.runs import told
+
+        for line in told(metrics):
+            typer.echo(line)
     if seconds:
         typer.echo("seconds  " + "  ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
     typer.echo(f"run folder: {out}")

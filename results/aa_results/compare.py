@@ -6,8 +6,9 @@ settings that tell it from the others (``uda.name=mcd ssl.name=mixmatch``). Colu
 accuracy after source-only training, adaptation and refinement, as mean ± standard deviation
 over the seeds, on the test half of the labels and (``dev ...``) on the development half, the
 one choices may be made on; ``final`` (``dev final``): the test (dev) accuracy of the model each
-run kept as its result (chosen without labels, ``aa_core.final_model``); blank where the target
-has no labels or the stage did not run; the number of seeds, and the mean seconds of a whole run
+run kept as its result (chosen without labels, ``aa_core.final_model``); ``final regret`` (``dev
+final regret``): the best of the run's models' test (dev) accuracy minus the final model's, what
+the choice gave up; blank where the target has no labels or the stage did not run; the number of seeds, and the mean seconds of a whole run
 (shared stages counted with the time they took where they ran). ``--select`` ranks the rows by a
 label-free criterion (``label_free``).
 """
@@ -121,8 +122,8 @@ def configurations(runs: list[Run]) -> dict[str, list[Run]]:
 def table(groups: dict[str, list[Run]]) -> list[dict]:
     rows = []
     everyone = [r for members in groups.values() for r in members]
-    # the zero-shot columns where some run has a VLM; the trained models' always
-    shown = [m for m in MODELS if m != "zero_shot" or any(m in r.metrics.get("target_accuracy", {}) for r in everyone)]
+    # the zero-shot and user's-classifier columns where some run has them; the trained models' always
+    shown = [m for m in MODELS if m not in ("zero_shot", "init") or any(m in r.metrics.get("target_accuracy", {}) for r in everyone)]
     for label, members in groups.items():
         row = {"configuration": label, "seeds": len(members)}
         for key, prefix in (("target_accuracy", ""), ("dev_accuracy", "dev ")):
@@ -131,6 +132,8 @@ def table(groups: dict[str, list[Run]]) -> list[dict]:
         row["final"] = mean_std([final_accuracy(r.metrics) for r in members if final_accuracy(r.metrics) is not None])
         row["dev final"] = mean_std([final_accuracy(r.metrics, "dev_accuracy") for r in members
                                      if final_accuracy(r.metrics, "dev_accuracy") is not None])  # fmt: skip
+        for key, column in (("target_accuracy", "final regret"), ("dev_accuracy", "dev final regret")):
+            row[column] = mean_std([regret for r in members if (regret := final_regret(r.metrics, key)) is not None])
         seconds = [sum(r.metrics.get("seconds", {}).values()) for r in members]
         row["seconds"] = f"{statistics.mean(seconds):.1f}"
         rows.append(row)
@@ -141,6 +144,13 @@ def final_accuracy(metrics: dict, key: str = "target_accuracy") -> float | None:
     """The test (or, ``dev_accuracy``, dev) accuracy of the model the run kept as its result."""
     final = metrics.get("final", {}).get("model")
     return metrics.get(key, {}).get(final)
+
+
+def final_regret(metrics: dict, key: str = "target_accuracy") -> float | None:
+    """The best candidate's accuracy minus the final model's: what the label-free choice among the
+    run's own models gave up (0 where it kept the best)."""
+    kept = final_accuracy(metrics, key)
+    return None if kept is None else round(max(metrics[key].values()) - kept, 4)
 
 
 def markdown(rows: list[dict], *more: list[dict]) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 from PIL import Image
 
-from aa_core.runs import MODELS, AAError, Run, RunFolder, open_image, read_csv, write_atomic
+from aa_core.runs import MODELS, AAError, Run, RunFolder, open_image, read_csv, told, write_atomic
 
 PER_CATEGORY = 8  # synthetic images shown per category
 TARGET_SAMPLE = 60  # target images shown
@@ -228,7 +228,9 @@ def metrics_section(metrics: dict) -> str:
     rows = "".join(f"<tr><td>{m}</td><td>{shown(test[m])}</td><td>{shown(dev.get(m, ''))}</td></tr>" for m in models)
     table = f"<table><tr><th>model</th><th>test</th><th>dev</th></tr>{rows}</table>" if rows else "<p>The target has no labels.</p>"
     times = ", ".join(f"{html.escape(str(stage))} {shown(value, 1)} s" for stage, value in seconds.items())
-    return table + (f"<p>Stage times: {times}.</p>" if times else "")
+    final = section(metrics, "final")
+    kept = "".join(f"<p>{html.escape(line)}</p>" for line in told(metrics)) if {"model", "reason"} <= set(final) else ""
+    return table + kept + (f"<p>Stage times: {times}.</p>" if times else "")
 
 
 def plugins_recorded(plugins: dict) -> list[tuple[str, str, dict]]:
