@@ -15,6 +15,8 @@ K classes), every value higher-is-better:
 * ``ensv``: the agreement of the candidate's hard predictions with the candidates' ensemble,
   ``1/N sum_i [argmax p_i = argmax_k sum_m p^m_ik]`` (EnsV, Hu et al. 2023); the ensemble's
   majority is what the candidates agree on, so a model that left it is the one to doubt;
+* ``agreement``: the candidate's mean agreement with each other candidate's hard predictions
+  (``selection.pairwise_agreement``): as EnsV, without the candidate in what it is compared with;
 
 and, where the run refines, the confident split's reliability (docs/split.md). A *rule* ranks the
 candidates from this evidence; the first is kept, the second is the runner-up. ``RULES`` holds
@@ -33,7 +35,7 @@ if TYPE_CHECKING:  # the rules and the messages read without torch: ``aa_core.ru
     import torch
 
 CRITERIA = ("entropy", "infomax", "snd")
-EVIDENCE = (*CRITERIA, "ensv")  # every criterion a candidate is scored by; ``ensv`` is added by the evaluate stage
+EVIDENCE = (*CRITERIA, "ensv", "agreement")  # every criterion a candidate is scored by; the last two by the evaluate stage
 START = "source_only"  # the model adaptation starts from: the source-only classifier, or the user's own
 STARTS = ("zero_shot", "init", START)  # what a later stage must not be worse than: every model the run did not adapt
 ADVICE = ("for a better one, try a stronger backbone (--set model.backbone=resnet50 --set model.pretrained=true), "

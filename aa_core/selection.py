@@ -115,6 +115,18 @@ def ensemble_agreement(predicted: list[torch.Tensor], total: torch.Tensor) -> li
     return [(labels.to(pseudo.dtype) == pseudo).float().mean().item() for labels in predicted]
 
 
+def pairwise_agreement(predicted: list[torch.Tensor]) -> list[float]:
+    """``agreement``: each candidate's mean agreement with every other candidate's argmax,
+    :math:`a_m = \\frac{1}{M-1} \\sum_{n \\ne m} \\frac{1}{N} \\sum_i [\\hat y^m_i = \\hat y^n_i]`
+    (1 for a lone candidate: no other to disagree with). Unlike ``ensv`` a candidate is not
+    compared with an ensemble it is part of."""
+    out = []
+    for m, mine in enumerate(predicted):
+        others = [(mine == theirs).float().mean().item() for n, theirs in enumerate(predicted) if n != m]
+        out.append(sum(others) / len(others) if others else 1.0)
+    return out
+
+
 class EnsembleSelector:
     """``ensv`` over the checkpoints of one training: every candidate offered is kept (its argmax
     here, its weights in ``folder``, so that memory does not grow with the candidates), and the

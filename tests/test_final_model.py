@@ -17,8 +17,8 @@ def test_label_free_criteria_by_hand():
     assert values["snd"] == pytest.approx(0.0, abs=1e-6)
 
 
-def values(ensv: float, snd: float = 0.0, entropy: float = 0.0, infomax: float = 0.0) -> dict[str, float]:
-    return {"entropy": entropy, "infomax": infomax, "snd": snd, "ensv": ensv}
+def values(ensv: float, snd: float = 0.0, entropy: float = 0.0, infomax: float = 0.0, agreement: float = 0.0) -> dict[str, float]:
+    return {"entropy": entropy, "infomax": infomax, "snd": snd, "ensv": ensv, "agreement": agreement}
 
 
 # issue 38's run: adaptation made the model worse; SND ranks the start first, entropy and infomax refine
@@ -28,7 +28,8 @@ HURT = {"source_only": values(0.80, snd=4.41, entropy=-0.9, infomax=1.1), "adapt
 
 def test_the_default_rule_is_the_split_then_ensv_and_every_rule_is_listed():
     assert AUTO == "split+ensv"
-    assert set(RULES) == {"split", "entropy", "infomax", "snd", "ensv", "split+entropy", "split+infomax", "split+snd", "split+ensv"}
+    criteria = ("entropy", "infomax", "snd", "ensv", "agreement")
+    assert set(RULES) == {"split", *criteria, *(f"split+{name}" for name in criteria)}
 
 
 def test_the_split_rule_keeps_refine_after_a_reliable_split_and_adapt_after_an_unreliable_one():

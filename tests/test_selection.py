@@ -6,7 +6,14 @@ import pytest
 import torch
 from conftest import aa, read_json
 
-from aa_core.selection import CheckpointSelector, EnsembleSelector, ensemble_agreement, score, soft_neighbourhood_density
+from aa_core.selection import (
+    CheckpointSelector,
+    EnsembleSelector,
+    ensemble_agreement,
+    pairwise_agreement,
+    score,
+    soft_neighbourhood_density,
+)
 
 CONFIDENT = torch.tensor([[0.9, 0.1], [0.1, 0.9]])
 COLLAPSED = torch.tensor([[0.9, 0.1], [0.9, 0.1]])
@@ -63,6 +70,14 @@ def test_a_run_records_the_chosen_step_and_every_value(tmp_path, tiny_config, sm
     selection = read_json(out / "metrics.json")["model_selection"]
     assert selection["criterion"] == "snd" and set(selection["values"]) == {"4", "8", "10"}
     assert selection["values"][str(selection["chosen_step"])] == max(selection["values"].values())
+
+
+def test_pairwise_agreement_by_hand():
+    # three candidates on four images: a and b agree on 3 of 4, a and c on 1, b and c on 2
+    a, b, c = torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 2, 0]), torch.tensor([1, 1, 0, 0])
+    assert pairwise_agreement([a, b, c]) == [pytest.approx((3 / 4 + 1 / 4) / 2), pytest.approx((3 / 4 + 2 / 4) / 2),
+                                             pytest.approx((1 / 4 + 2 / 4) / 2)]  # fmt: skip
+    assert pairwise_agreement([a]) == [1.0]
 
 
 def test_ensemble_agreement_by_hand():

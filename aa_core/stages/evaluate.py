@@ -22,7 +22,7 @@ from aa_core.csv_cells import read_csv, write_csv
 from aa_core.data.views import Views
 from aa_core.final_model import Evidence, choose, label_free
 from aa_core.run_folder import MODELS, TRAINED, strict_json, write_atomic
-from aa_core.selection import ensemble_agreement
+from aa_core.selection import ensemble_agreement, pairwise_agreement
 from aa_core.trained import last_trained, trained_model
 from aa_core.training.predict import predict_probabilities
 from aa_core.zero_shot import zero_shot_probabilities
@@ -78,8 +78,9 @@ def run(ctx: StageContext) -> None:
                 test[name] = accuracy(predicted, target.labels, target.test)
             if target.dev:
                 dev[name] = accuracy(predicted, target.labels, sorted(target.dev))
-    for name, agreement in zip(predictions, ensemble_agreement([predictions[name][1] for name in predictions], total)):
-        criteria[name]["ensv"] = round(agreement, 6)
+    hard = [predictions[name][1] for name in predictions]
+    for name, ensv, agreement in zip(predictions, ensemble_agreement(hard, total), pairwise_agreement(hard)):
+        criteria[name]["ensv"], criteria[name]["agreement"] = round(ensv, 6), round(agreement, 6)
     if not ctx.is_main:
         return
     reliable = json.loads(ctx.folder.split_stats.read_text())["reliable"] if ctx.active("ssl") else None
