@@ -90,7 +90,10 @@ def highest(criterion: str) -> Callable[[Evidence], Ranking]:
 
     def rule(evidence: Evidence) -> Ranking:
         ranked = by(criterion, evidence.candidates, evidence)
-        return ranked, f"the highest {criterion} of {', '.join(ranked)}"
+        shown = ", ".join(f"{name} {evidence.values[name][criterion]:.4f}" for name in ranked)
+        last = [name for name in evidence.candidates if name not in STARTS][-1]
+        why = f"the highest {criterion} ({shown})"
+        return ranked, why if ranked[0] == last else f"{why}: {negative(last, ranked[0])}"
 
     return rule
 
@@ -125,10 +128,13 @@ def split_then(criterion: str) -> Callable[[Evidence], Ranking]:
 
 
 def negative(worse: str, kept: str) -> str:
-    """Why a later stage was not kept: it left the model worse than its start, or the zero-shot row beat it."""
+    """Why the later model ``worse`` was not kept: a stage after ``kept`` made it worse (negative
+    transfer), or the zero-shot row is better."""
     if kept in ("init", START):
-        what = {"adapt": "adaptation", "refine": "refinement"}[worse]
+        what = "adaptation" if worse == "adapt" or kept == "init" else "adaptation and refinement"
         return f"{what} left the model worse than its start by the label-free evidence"
+    if kept == "adapt":
+        return "refinement left the model worse than the adapted one by the label-free evidence"
     return f"the {kept} model is better than the {worse} one by the label-free evidence"
 
 

@@ -40,6 +40,17 @@ def test_the_split_rule_keeps_refine_after_a_reliable_split_and_adapt_after_an_u
 
 def test_one_criterion_ranks_every_candidate_highest_first():
     assert choose("auto", Evidence(HURT, False), "snd").model == "source_only"  # 4.41 > 4.04 > 3.77
+    assert choose("auto", Evidence(HURT, False), "snd").reason == (
+        "the highest snd (source_only 4.4100, refine 4.0400, adapt 3.7700): "
+        "adaptation and refinement left the model worse than its start by the label-free evidence")
+    ranked = "the highest entropy (refine -0.5000, adapt -0.8000, source_only -0.9000)"
+    assert choose("auto", Evidence(HURT, False), "entropy").reason == ranked
+    assert choose("auto", Evidence(HURT, False), "infomax").model == "refine"  # 1.4 > 1.2 > 1.1
+    without = {name: HURT[name] for name in ("source_only", "adapt")}  # a run that does not refine
+    assert choose("auto", Evidence(without, None), "snd").reason.endswith(
+        ": adaptation left the model worse than its start by the label-free evidence")
+    assert choose("auto", Evidence({**HURT, "adapt": values(0.7, snd=9)}, False), "snd").reason.endswith(
+        ": refinement left the model worse than the adapted one by the label-free evidence")
     assert choose("auto", Evidence(HURT, False), "snd").runner_up == "refine"
     assert choose("auto", Evidence(HURT, False), "entropy").model == "refine"  # -0.5 > -0.8 > -0.9
     assert choose("auto", Evidence(HURT, False), "ensv").model == "source_only"  # 0.80 > 0.75 > 0.70
@@ -47,29 +58,29 @@ def test_one_criterion_ranks_every_candidate_highest_first():
 
 def test_adaptation_that_made_the_start_worse_is_caught_and_the_start_kept():
     """The split is unreliable, so refine is out; adapt's EnsV 0.70 is below the start's 0.80."""
-    final = choose("auto", Evidence(HURT, reliable=False))
+    final = choose("auto", Evidence(HURT, reliable=False), "split+ensv")
     assert (final.model, final.runner_up, final.rule) == ("source_only", "adapt", "split+ensv")
     assert final.reason == "adapt's ensv is below source_only's: adaptation left the model worse than its start by the label-free evidence"
 
 
 def test_refinement_is_kept_where_the_split_is_reliable_and_it_agrees_more_than_its_start():
     better = {**HURT, "refine": values(0.85)}
-    final = choose("auto", Evidence(better, reliable=True))
+    final = choose("auto", Evidence(better, reliable=True), "split+ensv")
     assert (final.model, final.runner_up) == ("refine", "source_only")
     assert final.reason == "the confident split was reliable, and its ensv is above source_only's"
     # below its start, the refined model is not kept either: refinement's negative transfer
-    worse = choose("auto", Evidence(HURT, reliable=True))
-    assert worse.model == "source_only" and worse.reason.startswith("refine's ensv is below source_only's: refinement left")
+    worse = choose("auto", Evidence(HURT, reliable=True), "split+ensv")
+    assert worse.model == "source_only" and worse.reason.startswith("refine's ensv is below source_only's: adaptation and refinement left")
 
 
 def test_the_zero_shot_row_is_a_candidate_and_a_tie_keeps_the_later_stage():
     with_vlm = {"zero_shot": values(0.90), **HURT, "refine": values(0.85)}
-    final = choose("auto", Evidence(with_vlm, reliable=True))
+    final = choose("auto", Evidence(with_vlm, reliable=True), "split+ensv")
     assert (final.model, final.runner_up) == ("zero_shot", "refine")
     assert final.reason == ("refine's ensv is below zero_shot's: "
                             "the zero_shot model is better than the refine one by the label-free evidence")
     tied = {"source_only": values(0.8), "adapt": values(0.8)}  # a run without refinement: adapt against its start
-    final = choose("auto", Evidence(tied, reliable=None))
+    final = choose("auto", Evidence(tied, reliable=None), "split+ensv")
     assert (final.model, final.runner_up) == ("adapt", "source_only")
     assert final.reason == "the run does not refine, and its ensv is above source_only's"
 
@@ -81,12 +92,12 @@ def test_refine_keep_forces_a_candidate_whatever_the_evidence():
 
 
 def test_the_user_is_told_which_model_was_kept_why_and_what_to_do():
-    caught = choose("auto", Evidence(HURT, reliable=False)).record()
+    caught = choose("auto", Evidence(HURT, reliable=False), "split+ensv").record()
     lines = told({"final": caught, "split": {}})
     assert lines[0] == f"final model: source_only ({caught['reason']}; runner-up adapt)"
     assert lines[1] == f"the final model is not the refined one: {ADVICE}"
     assert "--uda none" in ADVICE and "--vlm clip" in ADVICE and "model.backbone" in ADVICE
-    kept = choose("auto", Evidence({**HURT, "refine": values(0.85)}, reliable=True)).record()
+    kept = choose("auto", Evidence({**HURT, "refine": values(0.85)}, reliable=True), "split+ensv").record()
     assert told({"final": kept, "split": {}}) == [f"final model: refine ({kept['reason']}; runner-up source_only)"]
     forced = choose("adapt", Evidence(HURT, reliable=True)).record()
     assert len(told({"final": forced, "split": {}})) == 1  # the user chose it: nothing to advise
