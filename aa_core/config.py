@@ -163,8 +163,8 @@ class RefineConfig(Section):
     views: int = Field(4, ge=0)  # weak views averaged into each image's score
     # whose class probabilities the split ranks: the adapted model's, the VLM's zero-shot row's, or their mean
     teacher: Literal["adapted", "vlm", "ensemble"] = "adapted"
-    # the run's result: auto keeps the candidate (start, adapted, refined, zero-shot) that label-free
-    # evidence ranks first (aa_core.final_model); a model's name forces it
+    # the run's result: auto keeps the candidate (zero-shot, the user's classifier, start, adapted,
+    # refined) that agrees most with their ensemble (EnsV, aa_core.final_model); a model's name forces it
     keep: Literal["auto", "source_only", "adapt", "refine", "zero_shot"] = "auto"
 
 

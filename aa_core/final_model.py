@@ -92,8 +92,8 @@ def highest(criterion: str) -> Callable[[Evidence], Ranking]:
         ranked = by(criterion, evidence.candidates, evidence)
         shown = ", ".join(f"{name} {evidence.values[name][criterion]:.4f}" for name in ranked)
         last = [name for name in evidence.candidates if name not in STARTS][-1]
-        why = f"the highest {criterion} ({shown})"
-        return ranked, why if ranked[0] == last else f"{why}: {negative(last, ranked[0])}"
+        why = f"the highest {criterion}: {shown}"
+        return ranked, why if ranked[0] == last else f"{why}, so {negative(last, ranked[0])}"
 
     return rule
 
@@ -143,7 +143,7 @@ RULES: dict[str, Callable[[Evidence], Ranking]] = {
     **{name: highest(name) for name in EVIDENCE},
     **{f"split+{name}": split_then(name) for name in EVIDENCE},
 }
-AUTO = "split+ensv"
+AUTO = "ensv"
 
 
 def choose(keep: str, evidence: Evidence, rule: str = AUTO) -> Final:

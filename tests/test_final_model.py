@@ -27,7 +27,7 @@ HURT = {"source_only": values(0.80, snd=4.41, entropy=-0.9, infomax=1.1), "adapt
 
 
 def test_the_default_rule_is_the_split_then_ensv_and_every_rule_is_listed():
-    assert AUTO == "split+ensv"
+    assert AUTO == "ensv"
     criteria = ("entropy", "infomax", "snd", "ensv", "agreement")
     assert set(RULES) == {"split", *criteria, *(f"split+{name}" for name in criteria)}
 
@@ -41,23 +41,32 @@ def test_the_split_rule_keeps_refine_after_a_reliable_split_and_adapt_after_an_u
 def test_one_criterion_ranks_every_candidate_highest_first():
     assert choose("auto", Evidence(HURT, False), "snd").model == "source_only"  # 4.41 > 4.04 > 3.77
     assert choose("auto", Evidence(HURT, False), "snd").reason == (
-        "the highest snd (source_only 4.4100, refine 4.0400, adapt 3.7700): "
+        "the highest snd: source_only 4.4100, refine 4.0400, adapt 3.7700, so "
         "adaptation and refinement left the model worse than its start by the label-free evidence")
-    ranked = "the highest entropy (refine -0.5000, adapt -0.8000, source_only -0.9000)"
+    ranked = "the highest entropy: refine -0.5000, adapt -0.8000, source_only -0.9000"
     assert choose("auto", Evidence(HURT, False), "entropy").reason == ranked
     assert choose("auto", Evidence(HURT, False), "infomax").model == "refine"  # 1.4 > 1.2 > 1.1
     without = {name: HURT[name] for name in ("source_only", "adapt")}  # a run that does not refine
     assert choose("auto", Evidence(without, None), "snd").reason.endswith(
-        ": adaptation left the model worse than its start by the label-free evidence")
+        ", so adaptation left the model worse than its start by the label-free evidence")
     assert choose("auto", Evidence({**HURT, "adapt": values(0.7, snd=9)}, False), "snd").reason.endswith(
-        ": refinement left the model worse than the adapted one by the label-free evidence")
+        ", so refinement left the model worse than the adapted one by the label-free evidence")
     assert choose("auto", Evidence(HURT, False), "snd").runner_up == "refine"
     assert choose("auto", Evidence(HURT, False), "entropy").model == "refine"  # -0.5 > -0.8 > -0.9
     assert choose("auto", Evidence(HURT, False), "ensv").model == "source_only"  # 0.80 > 0.75 > 0.70
 
 
-def test_adaptation_that_made_the_start_worse_is_caught_and_the_start_kept():
-    """The split is unreliable, so refine is out; adapt's EnsV 0.70 is below the start's 0.80."""
+def test_auto_catches_stages_that_made_the_start_worse_and_keeps_the_start():
+    """EnsV: the start agrees with the candidates' ensemble on 80% of the images, refine 75%, adapt 70%."""
+    final = choose("auto", Evidence(HURT, reliable=True))
+    assert (final.model, final.runner_up, final.rule) == ("source_only", "refine", "ensv")
+    assert final.reason == ("the highest ensv: source_only 0.8000, refine 0.7500, adapt 0.7000, "
+                            "so adaptation and refinement left the model worse than its start by the label-free evidence")
+    assert choose("auto", Evidence({**HURT, "refine": values(0.85)}, reliable=False)).model == "refine"  # whatever the split said
+
+
+def test_after_an_unreliable_split_adaptation_that_made_the_start_worse_is_caught():
+    """split+ensv: the split is unreliable, so refine is out; adapt's EnsV 0.70 is below the start's 0.80."""
     final = choose("auto", Evidence(HURT, reliable=False), "split+ensv")
     assert (final.model, final.runner_up, final.rule) == ("source_only", "adapt", "split+ensv")
     assert final.reason == "adapt's ensv is below source_only's: adaptation left the model worse than its start by the label-free evidence"
