@@ -99,8 +99,8 @@ def highest(criterion: str) -> Callable[[Evidence], Ranking]:
 
 
 def split(evidence: Evidence) -> Ranking:
-    """Today's guard before this module ranked every candidate: the refined model after a reliable
-    split, else the adapted one; the start and the zero-shot row are never kept."""
+    """Release 0.2's rule: the refined model after a reliable split, else the adapted one; the
+    start and the zero-shot row are never kept."""
     first = "refine" if evidence.reliable else "adapt"
     rest = [name for name in reversed(evidence.candidates) if name != first]
     if evidence.reliable is None:

@@ -18,7 +18,7 @@ of the core, so the core can change inside without its tools noticing::
     load_config, parse_set, RunFolder, OUTPUTS, write_atomic, is_image, AAError
     write_csv, read_csv         CSV files safe in a spreadsheet (formula cells quoted), written whole
     told(metrics)               what aa says of the run's final model: which was kept, why, and what to do
-    MODELS                      what a run reports, in order: zero_shot (with a VLM), source_only, adapt, refine
+    MODELS                      what a run reports, in order: zero_shot (with a VLM), init (model.init), source_only, adapt, refine
 """
 
 from __future__ import annotations

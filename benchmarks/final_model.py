@@ -53,13 +53,13 @@ def evidence(m: dict) -> Evidence:
     return Evidence(m["label_free"], m.get("split", {}).get("reliable"))
 
 
-def regrets(m: dict) -> dict[str, tuple[float, float]]:
-    """Per rule: (regret, start minus kept) on the dev half, in points."""
+def regrets(m: dict) -> dict[str, tuple[str, float, float]]:
+    """Per rule: (the model it keeps, its regret, the start minus it) on the dev half, in points."""
     dev = m["dev_accuracy"]
     best, out = max(dev.values()), {}
     for name in RULES:
         kept = choose("auto", evidence(m), name).model
-        out[name] = (100 * (best - dev[kept]), 100 * (dev[START] - dev[kept]))
+        out[name] = (kept, 100 * (best - dev[kept]), 100 * (dev[START] - dev[kept]))
     return out
 
 
@@ -76,10 +76,10 @@ def main() -> None:
     for seed in args.seeds:  # every pair's seed 0 first: a stopped benchmark has said something of each
         for pair in args.pairs:
             m = metrics(root / pair / f"seed{seed}", seed, PAIRS[pair](root / "data"))
-            dev = m["dev_accuracy"]
-            for name, value in regrets(m).items():
-                table[name].append(value)
-            kept = [SHORT[choose("auto", evidence(m), name).model] for name in rules]
+            dev, measured = m["dev_accuracy"], regrets(m)
+            for name, (_, regret, below) in measured.items():
+                table[name].append((regret, below))
+            kept = [SHORT[measured[name][0]] for name in rules]
             print(f"{pair:<21} {seed:>4}  {dev[START]:>10.4f} {dev['adapt']:>6.4f} {dev['refine']:>6.4f}"
                   f"  {str(m['split']['reliable']):>8}  " + " ".join(f"{k:>10}" for k in kept))  # fmt: skip
     print(f"\n{'rule':<22} {'mean regret':>11} {'max regret':>10} {'runs > 3':>8} {'below start > 1':>15}"

@@ -8,8 +8,9 @@ over the seeds, on the test half of the labels and (``dev ...``) on the developm
 one choices may be made on; ``final`` (``dev final``): the test (dev) accuracy of the model each
 run kept as its result (chosen without labels, ``aa_core.final_model``); ``final regret`` (``dev
 final regret``): the best of the run's models' test (dev) accuracy minus the final model's, what
-the choice gave up; blank where the target has no labels or the stage did not run; the number of seeds, and the mean seconds of a whole run
-(shared stages counted with the time they took where they ran). ``--select`` ranks the rows by a
+the choice gave up; blank where the target has no labels or the stage did not run; the number of
+seeds, and the mean seconds of a whole run (shared stages counted with the time they took where
+they ran). ``--select`` ranks the rows by a
 label-free criterion (``label_free``).
 """
 
